@@ -1,0 +1,35 @@
+# Kubilitics AI — developer entry points. Everything the targets need is built by hack/ and
+# cached under ~/.cache/kubilitics-ai/ (keyed by version).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: demo test controlplane cluster-up cluster-down crds lint unit fmt
+
+## Run the demo: local control plane, operator, an AIRequest end to end.
+demo:
+	@hack/demo.sh
+
+## Run every test: lint, unit, and integration tests against a real control plane.
+test:
+	@hack/test.sh
+
+## Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm.
+controlplane:
+	@hack/build-controlplane.sh
+
+cluster-up:
+	@hack/cluster-up.sh
+
+cluster-down:
+	@hack/cluster-down.sh
+
+## Regenerate the committed CRDs from the Rust types.
+crds:
+	cargo run --quiet -- crd > crds/kubilitics-ai.crds.yaml
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings

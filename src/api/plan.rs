@@ -1,0 +1,193 @@
+//! `AIPlan`: the reviewed unit of change. The operator writes the steps into
+//! `status`; people write only `spec.approval` or `spec.rejection`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A plan of changes written by the operator for an `AIRequest`. Nothing in it
+/// runs until `spec.approval.planId` (or the request's `spec.approvedPlanId`)
+/// equals `status.planId`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "ai.kubilitics.io",
+    version = "v1alpha1",
+    kind = "AIPlan",
+    plural = "aiplans",
+    singular = "aiplan",
+    shortname = "aip",
+    category = "kubilitics",
+    namespaced,
+    status = "AIPlanStatus",
+    printcolumn(name = "Request", type_ = "string", json_path = ".status.request"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Steps", type_ = "integer", json_path = ".status.stepCount"),
+    printcolumn(name = "Risk", type_ = "string", json_path = ".status.risk"),
+    printcolumn(name = "Plan ID", type_ = "string", json_path = ".status.planId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("!(has(self.approval) && has(self.rejection))").message("set either spec.approval or spec.rejection, not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct AIPlanSpec {
+    /// Approve the plan by naming its exact `status.planId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Reject the plan; it will never run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<Rejection>,
+}
+
+/// An approval of one exact plan.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// Must equal `status.planId` (16 lowercase hex characters); anything else changes nothing.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{16}$')").message("planId must be the 16 lowercase hex characters shown in status.planId"))]
+    pub plan_id: String,
+    /// Why it was approved (kept in the audit trail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub comment: Option<String>,
+}
+
+/// A rejection of the plan.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    /// Why it was rejected.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+}
+
+/// Lifecycle of a plan.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PlanPhase {
+    AwaitingApproval,
+    Approved,
+    Executing,
+    Succeeded,
+    Failed,
+    Rejected,
+    Expired,
+    Superseded,
+}
+
+impl PlanPhase {
+    /// A phase the plan never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Rejected | Self::Expired | Self::Superseded
+        )
+    }
+}
+
+/// How much a step or plan can hurt.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema, Default)]
+pub enum Risk {
+    #[default]
+    Low,
+    Medium,
+    High,
+}
+
+/// State of one step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum StepState {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// The object a step acts on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepTarget {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// UID of the live object the step was planned against (absent for objects the step creates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// One planned change.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStep {
+    /// Mutating tool, e.g. `scale_deployment`.
+    pub tool: String,
+    /// Arguments of the tool.
+    #[schemars(schema_with = "super::any_object")]
+    pub arguments: serde_json::Value,
+    /// The object the step changes.
+    pub target: StepTarget,
+    pub risk: Risk,
+    /// Why this step is needed.
+    pub reason: String,
+    /// The live state the step was planned against; execution stops with
+    /// `Drifted` when the object no longer matches it.
+    #[schemars(schema_with = "super::any_object")]
+    pub before: serde_json::Value,
+    /// Server-side dry-run result: what will change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    /// How to undo the step.
+    pub rollback: String,
+    #[serde(default)]
+    pub state: StepState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Observed state of an `AIPlan`, written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AIPlanStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PlanPhase>,
+    /// First 16 hex characters of the SHA-256 of the canonical JSON of the
+    /// target namespace and the steps (with each target's uid and `before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    /// Name of the `AIRequest` this plan belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Namespace the steps act in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// What the plan does, in one paragraph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Highest risk of its steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<PlanStep>,
+    /// Who approved (from the admission webhook when installed, otherwise the approval comment's source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// After this time the plan never executes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// The last approval id that did not match (an `ApprovalMismatch` event was emitted for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_mismatched_plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,56 @@
+//! Kubernetes tools. Read-only tools ([`ReadTools`], [`ReadCall`]) answer
+//! questions and run during investigation. Mutating tools ([`Mutation`]) are
+//! only *planned* here: [`Mutation::prepare`] reads the live object and asks
+//! the API server for a dry run. Applying a mutation lives in
+//! [`crate::execute`] and needs an approval token only that module can mint,
+//! so no read-only path can reach a mutating call.
+
+mod format;
+mod mutate;
+mod read;
+
+pub use format::age;
+pub use mutate::{Mutation, WorkloadKind};
+pub use read::{ReadCall, ReadTools};
+
+/// Errors of tool calls. The message is shown to the user, so it says what
+/// went wrong in their terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{kind} '{name}' not found in namespace '{namespace}'")]
+    NotFound {
+        kind: String,
+        name: String,
+        namespace: String,
+    },
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("invalid arguments: {0}")]
+    Invalid(String),
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[source] kube::Error),
+}
+
+impl ToolError {
+    /// Maps an API error on a named object to a precise tool error.
+    pub fn from_kube(e: kube::Error, kind: &str, namespace: &str, name: &str) -> Self {
+        match &e {
+            kube::Error::Api(s) if s.code == 404 => ToolError::NotFound {
+                kind: kind.into(),
+                name: name.into(),
+                namespace: namespace.into(),
+            },
+            kube::Error::Api(s) if s.code == 403 => ToolError::Forbidden(s.message.clone()),
+            _ => ToolError::Kube(e),
+        }
+    }
+
+    /// Whether retrying later may help (API unavailable, throttled).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ToolError::Kube(kube::Error::Api(s)) => s.code == 429 || s.code >= 500,
+            ToolError::Kube(_) => true,
+            _ => false,
+        }
+    }
+}

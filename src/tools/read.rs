@@ -1,0 +1,579 @@
+//! Read-only tools: the only tools that run without approval.
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
+    core::v1::{ConfigMap, Event, Namespace, Node, Pod, Service},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, LogParams},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+
+use super::ToolError;
+use super::format::{age, table};
+use crate::api::ToolCall;
+use crate::safety::redact;
+
+/// Longest tool output kept (answers and, later, LLM context stay small).
+const MAX_OUTPUT: usize = 16 * 1024;
+/// Rows shown in one table.
+const MAX_ROWS: usize = 50;
+
+/// A call of a read-only tool, with its arguments. The serialized form is
+/// `{"tool": "list_pods", "namespace": "shop", ...}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(tag = "tool", rename_all = "snake_case")]
+pub enum ReadCall {
+    /// List pods with status, restarts and node.
+    ListPods {
+        namespace: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label_selector: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status_filter: Option<String>,
+    },
+    /// Details of one pod: containers, state, restarts, conditions.
+    GetPodDetails { namespace: String, name: String },
+    /// Recent log lines of a pod (secrets redacted).
+    GetPodLogs {
+        namespace: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail_lines: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_seconds: Option<i64>,
+    },
+    /// List deployments with ready/desired replicas.
+    ListDeployments { namespace: String },
+    /// Rollout status of one deployment.
+    GetDeploymentStatus { namespace: String, name: String },
+    /// List services with type, cluster IP, ports and selector.
+    ListServices { namespace: String },
+    /// The object as YAML (no Secret data, no managedFields).
+    DescribeResource {
+        namespace: String,
+        kind: String,
+        name: String,
+    },
+    /// Recent events in a namespace, optionally for one object.
+    GetEvents {
+        namespace: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// Nodes, and workloads that are not healthy, across the cluster.
+    GetClusterHealth {},
+}
+
+impl ReadCall {
+    /// The tool's name, as in the seed's toolkit.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReadCall::ListPods { .. } => "list_pods",
+            ReadCall::GetPodDetails { .. } => "get_pod_details",
+            ReadCall::GetPodLogs { .. } => "get_pod_logs",
+            ReadCall::ListDeployments { .. } => "list_deployments",
+            ReadCall::GetDeploymentStatus { .. } => "get_deployment_status",
+            ReadCall::ListServices { .. } => "list_services",
+            ReadCall::DescribeResource { .. } => "describe_resource",
+            ReadCall::GetEvents { .. } => "get_events",
+            ReadCall::GetClusterHealth {} => "get_cluster_health",
+        }
+    }
+
+    /// Arguments without the tool name (for `status.investigation`).
+    pub fn arguments(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("tool");
+        }
+        v
+    }
+}
+
+/// Read-only access to the cluster. It has no method that writes.
+#[derive(Clone)]
+pub struct ReadTools {
+    client: Client,
+}
+
+impl ReadTools {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Runs a call, recording it for the investigation log and metrics.
+    pub async fn run(&self, call: &ReadCall) -> (Result<String, ToolError>, ToolCall) {
+        let started = Instant::now();
+        let result = self.dispatch(call).await.map(|s| {
+            let s = redact(&s);
+            crate::api::truncate(&s, MAX_OUTPUT)
+        });
+        let outcome = match &result {
+            Ok(_) => "Succeeded",
+            Err(ToolError::Forbidden(_)) => "Denied",
+            Err(_) => "Failed",
+        };
+        crate::telemetry::metrics().tool_executions(call.name(), outcome);
+        let record = ToolCall {
+            tool: call.name().into(),
+            arguments: call.arguments(),
+            outcome: outcome.into(),
+            message: result.as_ref().err().map(|e| e.to_string()),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        (result, record)
+    }
+
+    async fn dispatch(&self, call: &ReadCall) -> Result<String, ToolError> {
+        match call {
+            ReadCall::ListPods {
+                namespace,
+                label_selector,
+                status_filter,
+            } => self.list_pods(namespace, label_selector.as_deref(), status_filter.as_deref()).await,
+            ReadCall::GetPodDetails { namespace, name } => self.pod_details(namespace, name).await,
+            ReadCall::GetPodLogs {
+                namespace,
+                name,
+                container,
+                tail_lines,
+                since_seconds,
+            } => {
+                self.pod_logs(namespace, name, container.as_deref(), *tail_lines, *since_seconds)
+                    .await
+            }
+            ReadCall::ListDeployments { namespace } => self.list_deployments(namespace).await,
+            ReadCall::GetDeploymentStatus { namespace, name } => self.deployment_status(namespace, name).await,
+            ReadCall::ListServices { namespace } => self.list_services(namespace).await,
+            ReadCall::DescribeResource { namespace, kind, name } => self.describe(namespace, kind, name).await,
+            ReadCall::GetEvents { namespace, name } => self.events(namespace, name.as_deref()).await,
+            ReadCall::GetClusterHealth {} => self.cluster_health().await,
+        }
+    }
+
+    fn list_err(e: kube::Error, kind: &str, namespace: &str) -> ToolError {
+        ToolError::from_kube(e, kind, namespace, "*")
+    }
+
+    async fn list_pods(&self, ns: &str, selector: Option<&str>, status: Option<&str>) -> Result<String, ToolError> {
+        let mut lp = ListParams::default();
+        if let Some(s) = selector {
+            lp = lp.labels(s);
+        }
+        let pods = Api::<Pod>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(|e| Self::list_err(e, "pods", ns))?;
+        let now = Timestamp::now();
+        let rows: Vec<Vec<String>> = pods
+            .items
+            .iter()
+            .filter(|p| status.is_none_or(|f| pod_phase(p).eq_ignore_ascii_case(f)))
+            .map(|p| {
+                let restarts = pod_restarts(p);
+                let phase = pod_phase(p);
+                let icon = match (phase.as_str(), restarts) {
+                    ("Running", 0) | ("Succeeded", _) => "✅",
+                    ("Running", _) => "⚠️",
+                    _ => "❌",
+                };
+                vec![
+                    p.name_any(),
+                    format!("{icon} {phase}"),
+                    restarts.to_string(),
+                    p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "Pending".into()),
+                    age(p.metadata.creation_timestamp.as_ref(), now),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(format!("No pods found in namespace '{ns}'."));
+        }
+        Ok(format!(
+            "Found {} pods in '{ns}':\n\n{}",
+            rows.len(),
+            table(&["Name", "Status", "Restarts", "Node", "Age"], &rows[..rows.len().min(MAX_ROWS)])
+        ))
+    }
+
+    async fn pod_details(&self, ns: &str, name: &str) -> Result<String, ToolError> {
+        let p = Api::<Pod>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(|e| ToolError::from_kube(e, "Pod", ns, name))?;
+        let now = Timestamp::now();
+        let status = p.status.clone().unwrap_or_default();
+        let mut out = format!(
+            "**Pod `{name}`** in `{ns}`: {} on node `{}`, IP {}, age {}\n\n",
+            pod_phase(&p),
+            p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "-".into()),
+            status.pod_ip.clone().unwrap_or_else(|| "-".into()),
+            age(p.metadata.creation_timestamp.as_ref(), now)
+        );
+        let rows: Vec<Vec<String>> = status
+            .container_statuses
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let state = c.state.as_ref().map(|s| {
+                    if s.running.is_some() {
+                        "Running".to_string()
+                    } else if let Some(w) = &s.waiting {
+                        format!("Waiting ({})", w.reason.clone().unwrap_or_default())
+                    } else if let Some(t) = &s.terminated {
+                        format!("Terminated ({}, exit {})", t.reason.clone().unwrap_or_default(), t.exit_code)
+                    } else {
+                        "Unknown".to_string()
+                    }
+                });
+                vec![
+                    c.name.clone(),
+                    c.image.clone(),
+                    state.unwrap_or_else(|| "Unknown".into()),
+                    c.ready.to_string(),
+                    c.restart_count.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["Container", "Image", "State", "Ready", "Restarts"], &rows));
+        let conds: Vec<String> = status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!("{}={}", c.type_, c.status))
+            .collect();
+        out.push_str(&format!("\nConditions: {}\n", conds.join(", ")));
+        Ok(out)
+    }
+
+    async fn pod_logs(
+        &self,
+        ns: &str,
+        name: &str,
+        container: Option<&str>,
+        tail: Option<i64>,
+        since: Option<i64>,
+    ) -> Result<String, ToolError> {
+        let lp = LogParams {
+            container: container.map(str::to_string),
+            tail_lines: Some(tail.unwrap_or(100).clamp(1, 1000)),
+            since_seconds: since,
+            ..Default::default()
+        };
+        let logs = Api::<Pod>::namespaced(self.client.clone(), ns)
+            .logs(name, &lp)
+            .await
+            .map_err(|e| ToolError::from_kube(e, "Pod", ns, name))?;
+        if logs.trim().is_empty() {
+            return Ok(format!("Pod `{name}` has no log lines in the requested window."));
+        }
+        Ok(format!("Last log lines of pod `{name}` in `{ns}`:\n\n```\n{}\n```", logs.trim_end()))
+    }
+
+    async fn list_deployments(&self, ns: &str) -> Result<String, ToolError> {
+        let list = Api::<Deployment>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Self::list_err(e, "deployments", ns))?;
+        let now = Timestamp::now();
+        let rows: Vec<Vec<String>> = list
+            .items
+            .iter()
+            .map(|d| {
+                let (desired, ready, updated, available) = deployment_counts(d);
+                vec![
+                    d.name_any(),
+                    format!("{ready}/{desired}"),
+                    updated.to_string(),
+                    available.to_string(),
+                    age(d.metadata.creation_timestamp.as_ref(), now),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(format!("No deployments found in namespace '{ns}'."));
+        }
+        Ok(format!(
+            "Found {} deployments in '{ns}':\n\n{}",
+            rows.len(),
+            table(&["Name", "Ready", "Up-to-date", "Available", "Age"], &rows[..rows.len().min(MAX_ROWS)])
+        ))
+    }
+
+    async fn deployment_status(&self, ns: &str, name: &str) -> Result<String, ToolError> {
+        let d = Api::<Deployment>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(|e| ToolError::from_kube(e, "Deployment", ns, name))?;
+        let (desired, ready, updated, available) = deployment_counts(&d);
+        let images: Vec<String> = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+            .unwrap_or_default();
+        let state = if ready == desired && updated == desired {
+            "✅ fully rolled out"
+        } else {
+            "🔄 rolling out or degraded"
+        };
+        let conds: Vec<String> = d
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!("{}={} ({})", c.type_, c.status, c.reason.clone().unwrap_or_default()))
+            .collect();
+        Ok(format!(
+            "**Deployment `{name}`** in `{ns}`: {state}\n\n{}\nImages: {}\nConditions: {}\n",
+            table(
+                &["Desired", "Ready", "Up-to-date", "Available"],
+                &[vec![desired.to_string(), ready.to_string(), updated.to_string(), available.to_string()]]
+            ),
+            images.join(", "),
+            conds.join(", ")
+        ))
+    }
+
+    async fn list_services(&self, ns: &str) -> Result<String, ToolError> {
+        let list = Api::<Service>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Self::list_err(e, "services", ns))?;
+        let rows: Vec<Vec<String>> = list
+            .items
+            .iter()
+            .map(|s| {
+                let spec = s.spec.clone().unwrap_or_default();
+                let ports: Vec<String> = spec
+                    .ports
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| format!("{}/{}", p.port, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
+                    .collect();
+                let selector: Vec<String> = spec
+                    .selector
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                vec![
+                    s.name_any(),
+                    spec.type_.unwrap_or_else(|| "ClusterIP".into()),
+                    spec.cluster_ip.unwrap_or_else(|| "-".into()),
+                    ports.join(","),
+                    selector.join(","),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(format!("No services found in namespace '{ns}'."));
+        }
+        Ok(format!(
+            "Found {} services in '{ns}':\n\n{}",
+            rows.len(),
+            table(&["Name", "Type", "Cluster IP", "Ports", "Selector"], &rows[..rows.len().min(MAX_ROWS)])
+        ))
+    }
+
+    async fn describe(&self, ns: &str, kind: &str, name: &str) -> Result<String, ToolError> {
+        let c = self.client.clone();
+        let kind_l = kind.to_ascii_lowercase();
+        let get_err = |e| ToolError::from_kube(e, kind, ns, name);
+        let mut value = match kind_l.trim_end_matches('s') {
+            "pod" | "po" => serde_json::to_value(Api::<Pod>::namespaced(c, ns).get(name).await.map_err(get_err)?),
+            "deployment" | "deploy" => {
+                serde_json::to_value(Api::<Deployment>::namespaced(c, ns).get(name).await.map_err(get_err)?)
+            }
+            "statefulset" | "st" => {
+                serde_json::to_value(Api::<StatefulSet>::namespaced(c, ns).get(name).await.map_err(get_err)?)
+            }
+            "daemonset" | "d" => {
+                serde_json::to_value(Api::<DaemonSet>::namespaced(c, ns).get(name).await.map_err(get_err)?)
+            }
+            "service" | "svc" => {
+                serde_json::to_value(Api::<Service>::namespaced(c, ns).get(name).await.map_err(get_err)?)
+            }
+            "configmap" | "cm" => {
+                serde_json::to_value(Api::<ConfigMap>::namespaced(c, ns).get(name).await.map_err(get_err)?)
+            }
+            "node" | "no" => serde_json::to_value(Api::<Node>::all(c).get(name).await.map_err(get_err)?),
+            "namespace" | "n" => serde_json::to_value(Api::<Namespace>::all(c).get(name).await.map_err(get_err)?),
+            "secret" => {
+                return Err(ToolError::Forbidden(
+                    "Secret data is never read by Kubilitics AI; use kubectl with your own credentials".into(),
+                ));
+            }
+            _ => {
+                return Err(ToolError::Invalid(format!(
+                    "describe_resource supports pod, deployment, statefulset, daemonset, service, configmap, node and namespace, not '{kind}'"
+                )));
+            }
+        }
+        .map_err(|e| ToolError::Invalid(e.to_string()))?;
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.remove("managedFields");
+        }
+        let yaml = serde_norway::to_string(&value).map_err(|e| ToolError::Invalid(e.to_string()))?;
+        Ok(format!("```yaml\n{}```", yaml))
+    }
+
+    async fn events(&self, ns: &str, name: Option<&str>) -> Result<String, ToolError> {
+        let mut lp = ListParams::default();
+        if let Some(n) = name {
+            lp = lp.fields(&format!("involvedObject.name={n}"));
+        }
+        let mut events = Api::<Event>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(|e| Self::list_err(e, "events", ns))?
+            .items;
+        let when = |e: &Event| {
+            e.last_timestamp
+                .clone()
+                .or(e.event_time.as_ref().map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
+                .or(e.metadata.creation_timestamp.clone())
+        };
+        events.sort_by_key(|e| std::cmp::Reverse(when(e).map(|t| t.0)));
+        let now = Timestamp::now();
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .take(MAX_ROWS)
+            .map(|e| {
+                let t = e.type_.clone().unwrap_or_default();
+                vec![
+                    if t == "Warning" { "⚠️ Warning".into() } else { t },
+                    e.reason.clone().unwrap_or_default(),
+                    format!(
+                        "{}/{}",
+                        e.involved_object.kind.clone().unwrap_or_default().to_lowercase(),
+                        e.involved_object.name.clone().unwrap_or_default()
+                    ),
+                    crate::api::truncate(&e.message.clone().unwrap_or_default(), 160),
+                    age(when(e).as_ref(), now),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(format!(
+                "No events in namespace '{ns}'{}.",
+                name.map(|n| format!(" for '{n}'")).unwrap_or_default()
+            ));
+        }
+        Ok(format!(
+            "Recent events in '{ns}':\n\n{}",
+            table(&["Type", "Reason", "Object", "Message", "Age"], &rows)
+        ))
+    }
+
+    async fn cluster_health(&self) -> Result<String, ToolError> {
+        let c = self.client.clone();
+        let nodes = Api::<Node>::all(c.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Self::list_err(e, "nodes", "-"))?;
+        let ready = nodes
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        let pods = Api::<Pod>::all(c.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Self::list_err(e, "pods", "*"))?;
+        let unhealthy: Vec<Vec<String>> = pods
+            .items
+            .iter()
+            .filter(|p| {
+                let ph = pod_phase(p);
+                !(ph == "Running" || ph == "Succeeded") || pod_restarts(p) > 0
+            })
+            .take(MAX_ROWS)
+            .map(|p| {
+                vec![
+                    p.namespace().unwrap_or_default(),
+                    p.name_any(),
+                    pod_phase(p),
+                    pod_restarts(p).to_string(),
+                ]
+            })
+            .collect();
+        let deployments = Api::<Deployment>::all(c)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Self::list_err(e, "deployments", "*"))?;
+        let degraded: Vec<String> = deployments
+            .items
+            .iter()
+            .filter(|d| {
+                let (desired, ready, ..) = deployment_counts(d);
+                ready < desired
+            })
+            .map(|d| format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any()))
+            .collect();
+        let icon = if ready == nodes.items.len() && unhealthy.is_empty() && degraded.is_empty() {
+            "✅"
+        } else {
+            "⚠️"
+        };
+        let mut out = format!(
+            "{icon} **Cluster health**: {ready}/{} nodes Ready, {} pods, {} deployments ({} degraded).\n",
+            nodes.items.len(),
+            pods.items.len(),
+            deployments.items.len(),
+            degraded.len()
+        );
+        if !degraded.is_empty() {
+            out.push_str(&format!("\nDegraded deployments: {}\n", degraded.join(", ")));
+        }
+        if !unhealthy.is_empty() {
+            out.push_str(&format!(
+                "\nPods that are not running or have restarted:\n\n{}",
+                table(&["Namespace", "Pod", "Phase", "Restarts"], &unhealthy)
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn pod_phase(p: &Pod) -> String {
+    if p.metadata.deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into())
+}
+
+fn pod_restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
+}
+
+fn deployment_counts(d: &Deployment) -> (i32, i32, i32, i32) {
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    (
+        desired,
+        s.ready_replicas.unwrap_or(0),
+        s.updated_replicas.unwrap_or(0),
+        s.available_replicas.unwrap_or(0),
+    )
+}
+
