@@ -1,1 +1,18 @@
+//! Kubilitics AI: a Kubernetes operator that lets people talk to their
+//! cluster in natural language through the Kubernetes API.
+//!
+//! - [`api`]: the `AIRequest` and `AIPlan` custom resources.
+//! - [`agent`]: planners (the offline builtin planner) behind one trait.
+//! - [`tools`]: read-only tools, and mutating tools that can only be planned.
+//! - [`safety`]: guardrails and redaction.
+//! - [`execute`]: the approval gate and the executor of approved plans.
+//! - [`controller`]: the reconciler.
+//! - [`telemetry`]: metrics, events, tracing, health endpoints.
+
+pub mod agent;
 pub mod api;
+pub mod controller;
+pub mod execute;
+pub mod safety;
+pub mod telemetry;
+pub mod tools;

@@ -31,15 +31,6 @@ pub(crate) fn any_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Optional free-form JSON object.
-pub(crate) fn any_object_opt(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "nullable": true,
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
-}
-
 /// The CRDs of this operator as one multi-document YAML stream, in the order
 /// `crds/` keeps them.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {

@@ -1,0 +1,61 @@
+//! The agent: turns a prompt into an answer, a read-only investigation and
+//! (maybe) mutations to plan. Planners sit behind [`Planner`] so the offline
+//! builtin planner and an LLM planner are interchangeable.
+
+mod builtin;
+pub mod intent;
+
+pub use builtin::BuiltinPlanner;
+
+use async_trait::async_trait;
+
+use crate::api::{Mode, ToolCall, Usage};
+use crate::tools::{Mutation, ReadTools};
+
+/// What a planner gets.
+#[derive(Clone, Debug)]
+pub struct PlanInput {
+    pub prompt: String,
+    /// Namespace from `spec.targetNamespace`, or the request's own.
+    pub namespace: String,
+    /// Whether `spec.targetNamespace` was set explicitly (then the prompt cannot move it).
+    pub namespace_explicit: bool,
+    pub mode: Mode,
+    pub model: Option<String>,
+    /// Earlier exchanges of the same conversation, oldest first (prompt, answer).
+    pub history: Vec<(String, String)>,
+}
+
+/// What a planner returns. Mutations are only proposals: the controller
+/// checks them against the guardrails and turns them into plan steps.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Markdown answer (what was found; what would change).
+    pub answer: String,
+    pub investigation: Vec<ToolCall>,
+    pub mutations: Vec<Mutation>,
+    pub usage: Option<Usage>,
+    /// Short label for metrics (`list_pods`, `scale`, `help`…).
+    pub operation: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("planner unavailable: {0}")]
+    Unavailable(String),
+    #[error("planner failed: {0}")]
+    Failed(String),
+}
+
+impl AgentError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AgentError::Unavailable(_))
+    }
+}
+
+#[async_trait]
+pub trait Planner: Send + Sync {
+    /// Name for logs and status (`builtin`, `openai`).
+    fn name(&self) -> &'static str;
+    async fn plan(&self, input: &PlanInput, tools: &ReadTools) -> Result<Outcome, AgentError>;
+}

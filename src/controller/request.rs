@@ -1,0 +1,597 @@
+//! Reconcile of one `AIRequest`: plan it when its inputs changed, otherwise
+//! drive its current `AIPlan` (approval gate, expiry, execution).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ObjectMeta, PostParams},
+    runtime::controller::Action,
+};
+use sha2::{Digest, Sha256};
+
+use super::status::{plan_conditions, plan_reason, request_conditions, write_plan, write_request};
+use super::{Context, Error};
+use crate::agent::PlanInput;
+use crate::api::{
+    AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestSpec, AIRequestStatus, PlanPhase, PlanStep, RequestPhase,
+    Risk, reason, truncate,
+};
+use crate::execute::{self, ApprovalDecision, ExecOutcome, decide_approval, plan_id};
+use crate::safety::Verdict;
+use crate::telemetry::{metrics, object_ref};
+use crate::tools::ReadTools;
+
+/// When nothing else happens, look again this often (cheap: no write when nothing changed).
+const IDLE_REQUEUE: Duration = Duration::from_secs(30 * 60);
+
+/// Digest of the fields that define a request; a change supersedes its plan.
+/// `approvedPlanId` is deliberately not part of it.
+pub fn input_digest(spec: &AIRequestSpec, own_namespace: &str) -> String {
+    let doc = serde_json::json!({
+        "prompt": spec.prompt,
+        "targetNamespace": spec.target_namespace.as_deref().unwrap_or(own_namespace),
+        "mode": spec.mode.unwrap_or_default(),
+        "model": spec.model,
+        "conversation": spec.conversation,
+    });
+    hex::encode(Sha256::digest(execute::plan_id::canonical(&doc).as_bytes()))[..16].to_string()
+}
+
+/// First line of an answer, for the printer column.
+fn summary_of(answer: &str) -> String {
+    let line = answer
+        .lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .find(|l| !l.is_empty() && !l.starts_with('|'))
+        .unwrap_or("");
+    truncate(&line.replace(['*', '`'], ""), 80)
+}
+
+pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let status = req.status.clone().unwrap_or_default();
+    let digest = input_digest(&req.spec, &ns);
+    if status.input_digest.as_deref() != Some(digest.as_str()) {
+        return plan_request(&req, &ctx, digest).await;
+    }
+    let Some(plan_name) = status.plan_ref.clone() else {
+        // Answered or failed without a plan: keep observedGeneration current
+        // (e.g. approvedPlanId set on a request that has no plan).
+        if status.observed_generation != req.metadata.generation {
+            if let Some(id) = &req.spec.approved_plan_id {
+                let note = format!("spec.approvedPlanId {id} names no plan: this request has no plan to approve");
+                ctx.events.publish(&object_ref(req.as_ref()), true, reason::APPROVAL_MISMATCH, "Approve", &note).await;
+            }
+            let mut s = status.clone();
+            s.observed_generation = req.metadata.generation;
+            for c in &mut s.conditions {
+                c.observed_generation = req.metadata.generation;
+            }
+            write_request(&requests(&ctx, &ns), &req, s).await?;
+        }
+        return Ok(Action::requeue(IDLE_REQUEUE));
+    };
+    drive_plan(&req, &ctx, &plan_name, status).await
+}
+
+fn requests(ctx: &Context, ns: &str) -> Api<AIRequest> {
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+fn plans(ctx: &Context, ns: &str) -> Api<AIPlan> {
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// Plans (or re-plans) a request whose inputs are new.
+async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<Action, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let name = req.name_any();
+    let gen_ = req.metadata.generation;
+    let req_api = requests(ctx, &ns);
+    let plan_api = plans(ctx, &ns);
+    let req_ref = object_ref(req);
+    let mut status = req.status.clone().unwrap_or_default();
+
+    // A changed request supersedes its previous plan, which then never runs.
+    if let Some(old) = status.plan_ref.clone()
+        && let Some(plan) = plan_api.get_opt(&old).await?
+    {
+        let mut ps = plan.status.clone().unwrap_or_default();
+        if ps.phase.is_some_and(|p| !p.is_final()) {
+            ps.phase = Some(PlanPhase::Superseded);
+            ps.conditions = plan_conditions(
+                &ps.conditions,
+                PlanPhase::Superseded,
+                reason::SUPERSEDED,
+                "the request changed; a new plan replaces this one",
+                plan.metadata.generation,
+            );
+            write_plan(&plan_api, &old, plan.status.as_ref(), ps).await?;
+            metrics().plan_phase("Superseded");
+            ctx.events
+                .publish(&object_ref(&plan), false, reason::SUPERSEDED, "Supersede", "the request changed; a new plan replaces this one")
+                .await;
+        }
+    }
+
+    let started = Instant::now();
+    status.phase = Some(RequestPhase::Planning);
+    status.conditions = request_conditions(&status.conditions, RequestPhase::Planning, reason::PLANNING, "investigating", gen_);
+    status.observed_generation = gen_;
+    let status = write_request(&req_api, req, status).await?;
+
+    let input = PlanInput {
+        prompt: req.spec.prompt.clone(),
+        namespace: req.target_namespace(),
+        namespace_explicit: req.spec.target_namespace.is_some(),
+        mode: req.mode(),
+        model: req.spec.model.clone(),
+        history: vec![],
+    };
+    let tools = ReadTools::new(ctx.client.clone());
+    let outcome = ctx.planner.plan(&input, &tools).await?;
+    let op = outcome.operation.clone();
+    metrics()
+        .request_duration
+        .with_label_values(&[&op])
+        .observe(started.elapsed().as_secs_f64());
+
+    let next = AIRequestStatus {
+        investigation: outcome.investigation.clone(),
+        usage: outcome.usage.clone(),
+        requester: status.requester.clone(),
+        input_digest: Some(digest),
+        observed_generation: gen_,
+        ..Default::default()
+    };
+    let finish = |mut next: AIRequestStatus, phase: RequestPhase, why: &str, answer: String| {
+        next.phase = Some(phase);
+        next.summary = Some(summary_of(&answer));
+        next.conditions = request_conditions(&status.conditions, phase, why, &next.summary.clone().unwrap_or_default(), gen_);
+        next.answer = Some(answer);
+        next
+    };
+
+    if outcome.mutations.is_empty() {
+        let next = finish(next, RequestPhase::Answered, reason::ANSWERED, outcome.answer.clone());
+        write_request(&req_api, req, next).await?;
+        metrics().requests.with_label_values(&[&op, "answered"]).inc();
+        ctx.events.publish(&req_ref, false, reason::ANSWERED, "Answer", &format!("answered ({op}) without changes")).await;
+        return Ok(Action::requeue(IDLE_REQUEUE));
+    }
+
+    // Guardrails hold whatever the planner proposed.
+    let g = &ctx.config.guardrails;
+    let mut blocked = vec![];
+    let mut risks = vec![];
+    let mut warnings = vec![];
+    if outcome.mutations.len() > g.max_steps {
+        blocked.push(format!("a plan may have at most {} steps, not {}", g.max_steps, outcome.mutations.len()));
+    }
+    for m in &outcome.mutations {
+        match g.check(m) {
+            Verdict::Allowed { risk, warning } => {
+                risks.push(risk);
+                warnings.extend(warning);
+            }
+            Verdict::Blocked { reason } => blocked.push(reason),
+        }
+    }
+    if !blocked.is_empty() {
+        let why = blocked.join("; ");
+        let answer = format!("{}\n\n⛔ **Blocked**: {why}. No plan was created.", outcome.answer.trim_end());
+        let next = finish(next, RequestPhase::Failed, reason::BLOCKED, answer);
+        write_request(&req_api, req, next).await?;
+        metrics().requests.with_label_values(&[&op, "blocked"]).inc();
+        ctx.events.publish(&req_ref, true, reason::BLOCKED, "Plan", &why).await;
+        return Ok(Action::requeue(IDLE_REQUEUE));
+    }
+
+    // Before-state and server-side dry run of every step.
+    let mut steps: Vec<PlanStep> = vec![];
+    for (m, risk) in outcome.mutations.iter().zip(&risks) {
+        match m.prepare(&ctx.client).await {
+            Ok(mut s) => {
+                s.risk = *risk;
+                steps.push(s);
+            }
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                let msg = format!("could not plan `{}`: {e}", m.tool_name());
+                let answer = format!("{}\n\n❌ {msg}. No plan was created.", outcome.answer.trim_end());
+                let next = finish(next, RequestPhase::Failed, reason::FAILED, answer);
+                write_request(&req_api, req, next).await?;
+                metrics().requests.with_label_values(&[&op, "failed"]).inc();
+                ctx.events.publish(&req_ref, true, reason::FAILED, "Plan", &msg).await;
+                return Ok(Action::requeue(IDLE_REQUEUE));
+            }
+        }
+    }
+
+    let target_ns = req.target_namespace();
+    let id = plan_id(&target_ns, &steps);
+    let risk = risks.iter().copied().max().unwrap_or(Risk::Low);
+    let seq = status
+        .plan_ref
+        .as_deref()
+        .and_then(|p| p.rsplit('-').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    let base = if name.len() > 240 { &name[..240] } else { name.as_str() };
+    let plan_name = format!("{base}-{seq}");
+    let expires = Timestamp::now() + SignedDuration::try_from(ctx.config.plan_ttl).unwrap_or(SignedDuration::from_hours(1));
+    let plan_summary = steps.iter().map(|s| s.reason.clone()).collect::<Vec<_>>().join("; ");
+
+    let plan = AIPlan {
+        metadata: ObjectMeta {
+            name: Some(plan_name.clone()),
+            namespace: Some(ns.clone()),
+            owner_references: req.controller_owner_ref(&()).map(|o| vec![o]),
+            labels: Some([("ai.kubilitics.io/request".to_string(), truncate(&name, 63))].into()),
+            ..Default::default()
+        },
+        spec: AIPlanSpec::default(),
+        status: None,
+    };
+    let created = match plan_api.create(&PostParams::default(), &plan).await {
+        Ok(p) => p,
+        // Left over from an attempt that crashed before recording it: reuse it.
+        Err(kube::Error::Api(s)) if s.code == 409 => plan_api.get(&plan_name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let approve_cmd = format!(
+        "kubectl patch aiplan {plan_name} -n {ns} --type merge -p '{{\"spec\":{{\"approval\":{{\"planId\":\"{id}\"}}}}}}'"
+    );
+    let plan_status = AIPlanStatus {
+        phase: Some(PlanPhase::AwaitingApproval),
+        plan_id: Some(id.clone()),
+        request: Some(name.clone()),
+        target_namespace: Some(target_ns.clone()),
+        summary: Some(truncate(&plan_summary, 1024)),
+        risk: Some(risk),
+        step_count: Some(steps.len() as u32),
+        steps: steps.clone(),
+        expires_at: Some(Time(expires)),
+        conditions: plan_conditions(
+            &[],
+            PlanPhase::AwaitingApproval,
+            reason::APPROVAL_REQUIRED,
+            &format!("waiting for an approval naming plan id {id}"),
+            created.metadata.generation,
+        ),
+        observed_generation: created.metadata.generation,
+        ..Default::default()
+    };
+    write_plan(&plan_api, &plan_name, None, plan_status).await?;
+    metrics().plan_phase("AwaitingApproval");
+
+    let mut answer = outcome.answer.trim_end().to_string();
+    answer.push_str(&format!("\n\n### Plan `{plan_name}` — risk **{risk:?}**, plan id `{id}`\n\n"));
+    for (i, s) in steps.iter().enumerate() {
+        answer.push_str(&format!(
+            "{}. {} (risk {:?})\n   - preview (server-side dry run): `{}`\n   - rollback: `{}`\n",
+            i + 1,
+            s.reason,
+            s.risk,
+            s.preview.clone().unwrap_or_default().replace('\n', "; "),
+            s.rollback
+        ));
+    }
+    for w in &warnings {
+        answer.push_str(&format!("\n{w}\n"));
+    }
+    answer.push_str(&format!(
+        "\n⏸️ Nothing changes until this exact plan id is approved (expires {}):\n\n    {approve_cmd}\n\nor commit `spec.approvedPlanId: \"{id}\"` to this AIRequest (GitOps).",
+        expires.round(jiff::Unit::Second).unwrap_or(expires)
+    ));
+    let mut next = finish(next, RequestPhase::AwaitingApproval, reason::APPROVAL_REQUIRED, answer);
+    next.plan_ref = Some(plan_name.clone());
+    next.plan_id = Some(id.clone());
+    write_request(&req_api, req, next).await?;
+    metrics().requests.with_label_values(&[&op, "planned"]).inc();
+
+    let note = format!("plan {plan_name} (id {id}, risk {risk:?}): {plan_summary}");
+    let plan_ref = object_ref(&created);
+    ctx.events.publish(&req_ref, false, reason::PLANNED, "Plan", &note).await;
+    ctx.events.publish(&plan_ref, false, reason::PLANNED, "Plan", &note).await;
+    let ask = format!("approve with spec.approval.planId={id} on AIPlan {plan_name} or spec.approvedPlanId on the AIRequest");
+    ctx.events.publish(&plan_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask).await;
+    ctx.events.publish(&req_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask).await;
+
+    // A GitOps approval may already be committed with the request.
+    if req.spec.approved_plan_id.is_some() {
+        return Ok(Action::requeue(Duration::from_millis(10)));
+    }
+    Ok(requeue_until(expires))
+}
+
+fn requeue_until(t: Timestamp) -> Action {
+    let left = t.as_millisecond() - Timestamp::now().as_millisecond();
+    Action::requeue(Duration::from_millis(left.clamp(10, IDLE_REQUEUE.as_millis() as i64) as u64 + 5))
+}
+
+/// Moves the request's current plan along: approval gate, expiry, execution.
+async fn drive_plan(req: &AIRequest, ctx: &Context, plan_name: &str, rstatus: AIRequestStatus) -> Result<Action, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let req_api = requests(ctx, &ns);
+    let plan_api = plans(ctx, &ns);
+    let req_ref = object_ref(req);
+    let gen_ = req.metadata.generation;
+
+    let Some(plan) = plan_api.get_opt(plan_name).await? else {
+        if rstatus.phase.is_some_and(|p| p.is_final()) {
+            return Ok(Action::await_change());
+        }
+        let mut s = rstatus.clone();
+        let msg = format!("AIPlan {plan_name} was deleted before it finished; change the request to plan again");
+        s.phase = Some(RequestPhase::Failed);
+        s.conditions = request_conditions(&s.conditions, RequestPhase::Failed, reason::FAILED, &msg, gen_);
+        s.observed_generation = gen_;
+        write_request(&req_api, req, s).await?;
+        ctx.events.publish(&req_ref, true, reason::FAILED, "Execute", &msg).await;
+        return Ok(Action::await_change());
+    };
+    let plan_ref = object_ref(&plan);
+    let pgen = plan.metadata.generation;
+    let mut ps = plan.status.clone().unwrap_or_default();
+    let phase = ps.phase.unwrap_or(PlanPhase::AwaitingApproval);
+    let id = ps.plan_id.clone().unwrap_or_default();
+
+    // Finished plans: make sure the request says so (e.g. after a crash between the two writes).
+    if phase.is_final() {
+        sync_request_final(req, ctx, &ps, rstatus).await?;
+        return Ok(Action::requeue(IDLE_REQUEUE));
+    }
+
+    if phase == PlanPhase::AwaitingApproval {
+        match decide_approval(&plan, req, Timestamp::now()) {
+            ApprovalDecision::Waiting => {
+                touch_generation(req, ctx, rstatus).await?;
+                return Ok(requeue_until(ps.expires_at.clone().map(|t| t.0).unwrap_or_else(Timestamp::now)));
+            }
+            ApprovalDecision::Mismatch { given, source } => {
+                if ps.last_mismatched_plan_id.as_deref() != Some(given.as_str()) {
+                    let note = format!("{source} is {given}, but this plan's id is {id}: nothing runs");
+                    ctx.events.publish(&plan_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note).await;
+                    ctx.events.publish(&req_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note).await;
+                    let cur = plan.status.clone();
+                    ps.last_mismatched_plan_id = Some(given);
+                    write_plan(&plan_api, plan_name, cur.as_ref(), ps.clone()).await?;
+                }
+                touch_generation(req, ctx, rstatus).await?;
+                return Ok(requeue_until(ps.expires_at.clone().map(|t| t.0).unwrap_or_else(Timestamp::now)));
+            }
+            ApprovalDecision::Rejected { reason: why } => {
+                let msg = format!("rejected: {why}");
+                return finish_plan(req, ctx, &plan, ps, PlanPhase::Rejected, RequestPhase::Rejected, reason::REJECTED, &msg, false).await;
+            }
+            ApprovalDecision::Expired => {
+                let msg = format!("plan {id} expired before it was approved; nothing was changed");
+                return finish_plan(req, ctx, &plan, ps, PlanPhase::Expired, RequestPhase::Expired, reason::EXPIRED, &msg, true).await;
+            }
+            d @ ApprovalDecision::Approved { .. } => {
+                let ApprovalDecision::Approved { source, comment } = &d else { unreachable!() };
+                ps.phase = Some(PlanPhase::Approved);
+                ps.approved_at = Some(Time(Timestamp::now()));
+                ps.approved_by = Some(match comment {
+                    Some(c) => format!("{source} ({})", truncate(c, 200)),
+                    None => source.to_string(),
+                });
+                ps.observed_generation = pgen;
+                ps.conditions = plan_conditions(&ps.conditions, PlanPhase::Approved, reason::APPROVED, &format!("approved via {source}"), pgen);
+                ps = write_plan(&plan_api, plan_name, plan.status.as_ref(), ps).await?;
+                metrics().plan_phase("Approved");
+                let note = format!("plan {id} approved via {source}");
+                ctx.events.publish(&plan_ref, false, reason::APPROVED, "Approve", &note).await;
+                ctx.events.publish(&req_ref, false, reason::APPROVED, "Approve", &note).await;
+                let mut rs = rstatus.clone();
+                rs.phase = Some(RequestPhase::Executing);
+                rs.conditions = request_conditions(&rs.conditions, RequestPhase::Executing, reason::EXECUTING, &note, gen_);
+                rs.observed_generation = gen_;
+                write_request(&req_api, req, rs).await?;
+                return run_plan(req, ctx, &plan, ps, &d).await;
+            }
+        }
+    }
+
+    // Approved or Executing: resume (e.g. after a restart).
+    let d = ApprovalDecision::Approved {
+        source: "resumed after restart",
+        comment: None,
+    };
+    if ps.approved_at.is_none() {
+        // Never approved: refuse to run whatever the phase says.
+        let msg = "plan is marked as executing but carries no approval; refusing to run it".to_string();
+        return finish_plan(req, ctx, &plan, ps, PlanPhase::Failed, RequestPhase::Failed, reason::FAILED, &msg, true).await;
+    }
+    run_plan(req, ctx, &plan, ps, &d).await
+}
+
+/// Executes an approved plan and records the result on both objects.
+async fn run_plan(
+    req: &AIRequest,
+    ctx: &Context,
+    plan: &AIPlan,
+    ps: AIPlanStatus,
+    decision: &ApprovalDecision,
+) -> Result<Action, Error> {
+    let Some(token) = execute::approve(decision) else {
+        return Ok(Action::await_change());
+    };
+    let ns = plan.namespace().unwrap_or_default();
+    let plan_api = plans(ctx, &ns);
+    let name = plan.name_any();
+    let pgen = plan.metadata.generation;
+    let last = std::sync::Mutex::new(plan.status.clone());
+    let writer = |mut s: AIPlanStatus| -> futures::future::BoxFuture<'_, Result<AIPlanStatus, kube::Error>> {
+        let plan_api = plan_api.clone();
+        let name = name.clone();
+        let last = &last;
+        Box::pin(async move {
+            let phase = s.phase.unwrap_or(PlanPhase::Executing);
+            s.conditions = plan_conditions(&s.conditions, phase, plan_reason(phase), "executing approved steps", pgen);
+            let cur = last.lock().map(|g| g.clone()).unwrap_or(None);
+            let s = write_plan(&plan_api, &name, cur.as_ref(), s).await?;
+            if let Ok(mut g) = last.lock() {
+                *g = Some(s.clone());
+            }
+            Ok(s)
+        })
+    };
+    let (ps, outcome) = execute::execute(&ctx.client, &ctx.events, plan, ps, &token, &writer, ctx.config.failpoint).await?;
+    let current = last.lock().map(|g| g.clone()).unwrap_or(None);
+    let mut plan_now = plan.clone();
+    plan_now.status = current;
+    match outcome {
+        ExecOutcome::Succeeded => {
+            let lines: Vec<String> = ps
+                .steps
+                .iter()
+                .map(|s| format!("- ✅ {} ({})", s.reason, s.message.clone().unwrap_or_default()))
+                .collect();
+            let msg = format!("all {} step(s) succeeded:\n{}", ps.steps.len(), lines.join("\n"));
+            finish_plan(req, ctx, &plan_now, ps, PlanPhase::Succeeded, RequestPhase::Succeeded, reason::SUCCEEDED, &msg, false).await
+        }
+        ExecOutcome::Drifted(msg) => {
+            finish_plan(req, ctx, &plan_now, ps, PlanPhase::Failed, RequestPhase::Failed, reason::DRIFTED, &msg, true).await
+        }
+        ExecOutcome::Failed(msg) => {
+            finish_plan(req, ctx, &plan_now, ps, PlanPhase::Failed, RequestPhase::Failed, reason::FAILED, &msg, true).await
+        }
+    }
+}
+
+/// Writes a final phase on the plan and the request, with events on both.
+#[allow(clippy::too_many_arguments)]
+async fn finish_plan(
+    req: &AIRequest,
+    ctx: &Context,
+    plan: &AIPlan,
+    mut ps: AIPlanStatus,
+    phase: PlanPhase,
+    rphase: RequestPhase,
+    why: &str,
+    msg: &str,
+    warning: bool,
+) -> Result<Action, Error> {
+    let ns = plan.namespace().unwrap_or_default();
+    let name = plan.name_any();
+    ps.phase = Some(phase);
+    ps.observed_generation = plan.metadata.generation;
+    ps.conditions = plan_conditions(&ps.conditions, phase, why, msg, plan.metadata.generation);
+    if matches!(phase, PlanPhase::Rejected | PlanPhase::Expired) {
+        for s in &mut ps.steps {
+            s.state = crate::api::StepState::Skipped;
+        }
+    }
+    let ps = write_plan(&plans(ctx, &ns), &name, plan.status.as_ref(), ps).await?;
+    metrics().plan_phase(&format!("{phase:?}"));
+    let op = ps.steps.first().map(|s| s.tool.clone()).unwrap_or_default();
+    metrics().requests.with_label_values(&[&op, &format!("{rphase:?}").to_lowercase()]).inc();
+    let note = truncate(msg, 1000);
+    ctx.events.publish(&object_ref(plan), warning, why, "Finish", &note).await;
+    ctx.events.publish(&object_ref(req), warning, why, "Finish", &note).await;
+    sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
+    let _ = rphase;
+    Ok(Action::requeue(IDLE_REQUEUE))
+}
+
+/// Mirrors a final plan phase onto the request (phase, answer, conditions).
+async fn sync_request_final(req: &AIRequest, ctx: &Context, ps: &AIPlanStatus, rstatus: AIRequestStatus) -> Result<(), Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let gen_ = req.metadata.generation;
+    let phase = match ps.phase {
+        Some(PlanPhase::Succeeded) => RequestPhase::Succeeded,
+        Some(PlanPhase::Rejected) => RequestPhase::Rejected,
+        Some(PlanPhase::Expired) => RequestPhase::Expired,
+        Some(PlanPhase::Superseded) => return Ok(()),
+        _ => RequestPhase::Failed,
+    };
+    let ready = ps.conditions.iter().find(|c| c.type_ == crate::api::READY);
+    let why = ready.map(|c| c.reason.clone()).unwrap_or_else(|| format!("{phase:?}"));
+    let msg = ready.map(|c| c.message.clone()).unwrap_or_default();
+    let head = match phase {
+        RequestPhase::Succeeded => "✅ Done".to_string(),
+        RequestPhase::Rejected => "🚫 The plan was rejected; nothing was changed".to_string(),
+        RequestPhase::Expired => "⌛ The plan expired before approval; nothing was changed".to_string(),
+        _ if why == reason::DRIFTED => "⚠️ Stopped: the cluster changed since the plan was made".to_string(),
+        _ => "❌ The plan failed".to_string(),
+    };
+    let mut s = rstatus.clone();
+    let answer = format!(
+        "{head}: {msg}\n\nPlan `{}` (id `{}`), {}.{}",
+        ps.request.as_ref().map(|_| s.plan_ref.clone().unwrap_or_default()).unwrap_or_default(),
+        ps.plan_id.clone().unwrap_or_default(),
+        ps.approved_by.as_ref().map(|b| format!("approved via {b}")).unwrap_or_else(|| "not approved".into()),
+        if why == reason::DRIFTED { " Edit or re-create the request to plan again against the current state." } else { "" }
+    );
+    s.phase = Some(phase);
+    s.summary = Some(summary_of(&answer));
+    s.answer = Some(answer);
+    s.conditions = request_conditions(&s.conditions, phase, &why, &truncate(&msg, 512), gen_);
+    s.observed_generation = gen_;
+    write_request(&requests(ctx, &ns), req, s).await?;
+    Ok(())
+}
+
+/// Keeps `observedGeneration` current when only `approvedPlanId` changed.
+async fn touch_generation(req: &AIRequest, ctx: &Context, rstatus: AIRequestStatus) -> Result<(), Error> {
+    if rstatus.observed_generation == req.metadata.generation {
+        return Ok(());
+    }
+    let ns = req.namespace().unwrap_or_default();
+    let mut s = rstatus;
+    s.observed_generation = req.metadata.generation;
+    for c in &mut s.conditions {
+        c.observed_generation = req.metadata.generation;
+    }
+    write_request(&requests(ctx, &ns), req, s).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Mode;
+
+    #[test]
+    fn digest_ignores_approval_but_not_inputs() {
+        let spec = AIRequestSpec {
+            prompt: "scale nginx to 5".into(),
+            ..Default::default()
+        };
+        let d = input_digest(&spec, "shop");
+        let approved = AIRequestSpec {
+            approved_plan_id: Some("0123456789abcdef".into()),
+            ..spec.clone()
+        };
+        assert_eq!(d, input_digest(&approved, "shop"));
+        // Defaults are the same request as their explicit values.
+        let explicit = AIRequestSpec {
+            target_namespace: Some("shop".into()),
+            mode: Some(Mode::Plan),
+            ..spec.clone()
+        };
+        assert_eq!(d, input_digest(&explicit, "shop"));
+        for changed in [
+            AIRequestSpec { prompt: "scale nginx to 6".into(), ..spec.clone() },
+            AIRequestSpec { target_namespace: Some("other".into()), ..spec.clone() },
+            AIRequestSpec { mode: Some(Mode::ReadOnly), ..spec.clone() },
+            AIRequestSpec { model: Some("m".into()), ..spec.clone() },
+            AIRequestSpec { conversation: Some("c".into()), ..spec.clone() },
+        ] {
+            assert_ne!(d, input_digest(&changed, "shop"), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn summary_is_first_text_line() {
+        assert_eq!(summary_of("📊 **Pods in `shop`**\n\n| a |"), "📊 Pods in shop");
+        assert_eq!(summary_of("\n\n### Plan `x`"), "Plan x");
+    }
+}

@@ -1,0 +1,161 @@
+//! Status writing and the pure mapping from phases to conditions.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+use crate::api::{
+    AIPlan, AIPlanStatus, AIRequest, AIRequestStatus, MANAGER, PlanPhase, READY, RECONCILING, RequestPhase, STALLED,
+    condition, conditions_eq, reason,
+};
+
+/// Conditions for a request phase: `Ready` always; `Reconciling` while the
+/// operator works; `Stalled` when a person must act on a failure.
+pub fn request_conditions(
+    prev: &[Condition],
+    phase: RequestPhase,
+    why: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let now = Timestamp::now();
+    let ready = matches!(phase, RequestPhase::Answered | RequestPhase::Succeeded);
+    let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
+    if matches!(phase, RequestPhase::Pending | RequestPhase::Planning | RequestPhase::Executing) {
+        out.push(condition(prev, RECONCILING, true, why, message, generation, now));
+    }
+    if matches!(phase, RequestPhase::Failed | RequestPhase::Rejected | RequestPhase::Expired) {
+        out.push(condition(prev, STALLED, true, why, message, generation, now));
+    }
+    out
+}
+
+/// Conditions for a plan phase.
+pub fn plan_conditions(
+    prev: &[Condition],
+    phase: PlanPhase,
+    why: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let now = Timestamp::now();
+    let ready = phase == PlanPhase::Succeeded;
+    let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
+    if matches!(phase, PlanPhase::Approved | PlanPhase::Executing) {
+        out.push(condition(prev, RECONCILING, true, why, message, generation, now));
+    }
+    if matches!(phase, PlanPhase::Failed | PlanPhase::Rejected | PlanPhase::Expired) {
+        out.push(condition(prev, STALLED, true, why, message, generation, now));
+    }
+    out
+}
+
+/// Reason for a plan phase's conditions.
+pub fn plan_reason(phase: PlanPhase) -> &'static str {
+    match phase {
+        PlanPhase::AwaitingApproval => reason::APPROVAL_REQUIRED,
+        PlanPhase::Approved => reason::APPROVED,
+        PlanPhase::Executing => reason::EXECUTING,
+        PlanPhase::Succeeded => reason::SUCCEEDED,
+        PlanPhase::Failed => reason::FAILED,
+        PlanPhase::Rejected => reason::REJECTED,
+        PlanPhase::Expired => reason::EXPIRED,
+        PlanPhase::Superseded => reason::SUPERSEDED,
+    }
+}
+
+fn request_eq(a: &AIRequestStatus, b: &AIRequestStatus) -> bool {
+    let strip = |s: &AIRequestStatus| AIRequestStatus {
+        conditions: vec![],
+        ..s.clone()
+    };
+    strip(a) == strip(b) && conditions_eq(&a.conditions, &b.conditions)
+}
+
+fn plan_eq(a: &AIPlanStatus, b: &AIPlanStatus) -> bool {
+    let strip = |s: &AIPlanStatus| AIPlanStatus {
+        conditions: vec![],
+        ..s.clone()
+    };
+    strip(a) == strip(b) && conditions_eq(&a.conditions, &b.conditions)
+}
+
+/// Writes the whole request status with server-side apply, unless it equals
+/// the current one (ignoring condition timestamps).
+pub async fn write_request(
+    api: &Api<AIRequest>,
+    req: &AIRequest,
+    status: AIRequestStatus,
+) -> Result<AIRequestStatus, kube::Error> {
+    if req.status.as_ref().is_some_and(|cur| request_eq(cur, &status)) {
+        return Ok(status);
+    }
+    let patch = json!({
+        "apiVersion": "ai.kubilitics.io/v1alpha1",
+        "kind": "AIRequest",
+        "status": status,
+    });
+    let name = kube::ResourceExt::name_any(req);
+    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(status)
+}
+
+/// Writes the whole plan status with server-side apply (same rules).
+pub async fn write_plan(
+    api: &Api<AIPlan>,
+    name: &str,
+    current: Option<&AIPlanStatus>,
+    status: AIPlanStatus,
+) -> Result<AIPlanStatus, kube::Error> {
+    if current.is_some_and(|cur| plan_eq(cur, &status)) {
+        return Ok(status);
+    }
+    let patch = json!({
+        "apiVersion": "ai.kubilitics.io/v1alpha1",
+        "kind": "AIPlan",
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_follow_phase() {
+        let c = request_conditions(&[], RequestPhase::Answered, "Answered", "ok", Some(1));
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].type_.as_str(), c[0].status.as_str()), (READY, "True"));
+        let c = request_conditions(&[], RequestPhase::Planning, "Planning", "", Some(1));
+        assert!(c.iter().any(|c| c.type_ == RECONCILING && c.status == "True"));
+        let c = request_conditions(&[], RequestPhase::Failed, "Blocked", "", Some(2));
+        assert!(c.iter().any(|c| c.type_ == STALLED && c.status == "True"));
+        assert!(c.iter().all(|c| c.observed_generation == Some(2)));
+        let c = plan_conditions(&[], PlanPhase::AwaitingApproval, "ApprovalRequired", "", Some(1));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].status, "False");
+    }
+
+    #[test]
+    fn equality_ignores_transition_times() {
+        let a = AIRequestStatus {
+            phase: Some(RequestPhase::Answered),
+            conditions: request_conditions(&[], RequestPhase::Answered, "A", "m", Some(1)),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        b.conditions[0].last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2020-01-01T00:00:00Z".parse().unwrap());
+        assert!(request_eq(&a, &b));
+        b.phase = Some(RequestPhase::Failed);
+        assert!(!request_eq(&a, &b));
+    }
+}

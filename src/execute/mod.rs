@@ -1,0 +1,304 @@
+//! The approval gate and the executor of approved plans.
+//!
+//! [`decide_approval`] is pure: it compares the approvals on the plan and on
+//! its request with `status.planId`, and only it can mint [`Approved`], the
+//! token every mutating call needs. The executor re-reads each target before
+//! its step (drift check), persists `Running` before calling the API and the
+//! result after, so a restart verifies a `Running` step instead of redoing it.
+
+pub mod plan_id;
+
+pub use plan_id::plan_id;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+
+use crate::api::{AIPlan, AIPlanStatus, AIRequest, PlanPhase, StepState, reason};
+use crate::telemetry::{Events, object_ref};
+use crate::tools::{Check, Mutation, ToolError};
+
+/// Proof that a plan was approved by its exact id. Only this module can make one.
+#[derive(Debug)]
+pub struct Approved {
+    _private: (),
+}
+
+/// What the approvals on a plan and its request say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalDecision {
+    /// An approval names the exact plan id.
+    Approved { source: &'static str, comment: Option<String> },
+    /// The plan was rejected.
+    Rejected { reason: String },
+    /// The plan expired before an approval arrived.
+    Expired,
+    /// An approval names another id (stale or wrong): nothing runs.
+    Mismatch { given: String, source: &'static str },
+    /// No approval yet.
+    Waiting,
+}
+
+pub const SOURCE_PLAN: &str = "AIPlan spec.approval.planId";
+pub const SOURCE_GITOPS: &str = "AIRequest spec.approvedPlanId";
+
+/// Decides what to do with a plan awaiting approval. Pure.
+pub fn decide_approval(plan: &AIPlan, request: &AIRequest, now: Timestamp) -> ApprovalDecision {
+    if let Some(r) = &plan.spec.rejection {
+        return ApprovalDecision::Rejected { reason: r.reason.clone() };
+    }
+    let status = plan.status.clone().unwrap_or_default();
+    let Some(id) = status.plan_id.as_deref() else {
+        return ApprovalDecision::Waiting;
+    };
+    if status.expires_at.as_ref().is_some_and(|t| t.0 <= now) {
+        return ApprovalDecision::Expired;
+    }
+    let candidates = [
+        (plan.spec.approval.as_ref().map(|a| a.plan_id.as_str()), SOURCE_PLAN),
+        (request.spec.approved_plan_id.as_deref(), SOURCE_GITOPS),
+    ];
+    for (given, source) in candidates {
+        if given == Some(id) {
+            return ApprovalDecision::Approved {
+                source,
+                comment: plan.spec.approval.as_ref().and_then(|a| a.comment.clone()),
+            };
+        }
+    }
+    for (given, source) in candidates {
+        if let Some(g) = given {
+            return ApprovalDecision::Mismatch { given: g.to_string(), source };
+        }
+    }
+    ApprovalDecision::Waiting
+}
+
+/// Mints the token for an approved decision.
+pub fn approve(decision: &ApprovalDecision) -> Option<Approved> {
+    matches!(decision, ApprovalDecision::Approved { .. }).then_some(Approved { _private: () })
+}
+
+/// Test-only crash points, read once at startup from `KUBILITICS_AI_FAILPOINT`
+/// (`after-step-running`, `after-step-applied`): the process aborts there,
+/// like a `kill -9`, so restart safety can be tested deterministically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailPoint {
+    #[default]
+    None,
+    AfterStepRunning,
+    AfterStepApplied,
+}
+
+impl FailPoint {
+    pub fn from_env() -> Self {
+        match std::env::var("KUBILITICS_AI_FAILPOINT").as_deref() {
+            Ok("after-step-running") => FailPoint::AfterStepRunning,
+            Ok("after-step-applied") => FailPoint::AfterStepApplied,
+            _ => FailPoint::None,
+        }
+    }
+
+    fn hit(self, at: FailPoint) {
+        if self != FailPoint::None && self == at {
+            eprintln!("failpoint {at:?} reached: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// How a plan's execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    Succeeded,
+    Drifted(String),
+    Failed(String),
+}
+
+/// Errors that stop execution for now (retried by the controller).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("writing plan status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("{0}")]
+    Tool(#[from] ToolError),
+}
+
+/// Persists a plan status (server-side apply of the whole status, one field manager).
+pub type StatusWriter<'a> =
+    &'a (dyn Fn(AIPlanStatus) -> futures::future::BoxFuture<'a, Result<AIPlanStatus, kube::Error>> + Send + Sync);
+
+/// Runs the steps of an approved plan in order.
+pub async fn execute(
+    client: &Client,
+    events: &Events,
+    plan: &AIPlan,
+    mut status: AIPlanStatus,
+    token: &Approved,
+    write: StatusWriter<'_>,
+    failpoint: FailPoint,
+) -> Result<(AIPlanStatus, ExecOutcome), ExecError> {
+    let plan_ref = object_ref(plan);
+    let now = || Time(Timestamp::now());
+    for i in 0..status.steps.len() {
+        let step = status.steps[i].clone();
+        if matches!(step.state, StepState::Succeeded | StepState::Skipped) {
+            continue;
+        }
+        let n = i + 1;
+        let action = format!("Step{n}");
+        let mutation = Mutation::from_step(&step)?;
+        let target_ref = Events::target_ref(&step.target);
+        let live = mutation.read_live(client).await?;
+        let check = mutation.check(&step, live.as_ref());
+        let resumed = step.state == StepState::Running;
+        match (&check, resumed) {
+            (Check::Applied, true) => {
+                let msg = format!("verified after restart: step {n} had already been applied; not run again");
+                status.steps[i].state = StepState::Succeeded;
+                status.steps[i].finished_at = Some(now());
+                status.steps[i].message = Some(msg.clone());
+                status = write(status).await.map_err(ExecError::Status)?;
+                events.publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg).await;
+                continue;
+            }
+            (Check::NotApplied, _) => {}
+            (Check::Applied, false) | (Check::Drifted(_), _) => {
+                let why = match check {
+                    Check::Drifted(w) => w,
+                    _ => format!("{} {} already changed since planning", step.target.kind, step.target.name),
+                };
+                let msg = format!("step {n} ({}): {why}; nothing was changed. Create a new plan.", step.tool);
+                status.steps[i].state = StepState::Failed;
+                status.steps[i].message = Some(msg.clone());
+                skip_rest(&mut status, i + 1);
+                status = write(status).await.map_err(ExecError::Status)?;
+                events.publish(&plan_ref, true, reason::DRIFTED, &action, &msg).await;
+                events.publish(&target_ref, true, reason::DRIFTED, &action, &msg).await;
+                return Ok((status, ExecOutcome::Drifted(msg)));
+            }
+        }
+
+        // Persist Running before the call: a crash after this point is
+        // resumed by verification, never by a blind re-run.
+        let before = mutation.summary_of(live.as_ref());
+        status.steps[i].state = StepState::Running;
+        status.steps[i].started_at = Some(now());
+        status.phase = Some(PlanPhase::Executing);
+        status = write(status).await.map_err(ExecError::Status)?;
+        let note = format!("step {n}: {} — before: {}", step.reason, before);
+        events.publish(&plan_ref, false, reason::STEP_STARTED, &action, &note).await;
+        events.publish(&target_ref, false, reason::STEP_STARTED, &action, &note).await;
+        failpoint.hit(FailPoint::AfterStepRunning);
+
+        let result = mutation.apply(client, &step, token).await;
+        failpoint.hit(FailPoint::AfterStepApplied);
+        match result {
+            Ok(after) => {
+                let after = mutation.summary_of(Some(&after));
+                let msg = format!("step {n}: {} — before: {before}, after: {after}", step.reason);
+                status.steps[i].state = StepState::Succeeded;
+                status.steps[i].finished_at = Some(now());
+                status.steps[i].message = Some(format!("applied; after: {after}"));
+                let last = i + 1 == status.steps.len();
+                if !last {
+                    status = write(status).await.map_err(ExecError::Status)?;
+                }
+                events.publish(&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg).await;
+                events.publish(&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg).await;
+            }
+            Err(e) if e.is_transient() => {
+                // Left Running: the next attempt verifies whether it landed.
+                return Err(ExecError::Tool(e));
+            }
+            Err(e) => {
+                let msg = format!("step {n} ({}) failed: {e}", step.tool);
+                status.steps[i].state = StepState::Failed;
+                status.steps[i].finished_at = Some(now());
+                status.steps[i].message = Some(msg.clone());
+                skip_rest(&mut status, i + 1);
+                status = write(status).await.map_err(ExecError::Status)?;
+                events.publish(&plan_ref, true, reason::STEP_FAILED, &action, &msg).await;
+                events.publish(&target_ref, true, reason::STEP_FAILED, &action, &msg).await;
+                return Ok((status, ExecOutcome::Failed(msg)));
+            }
+        }
+    }
+    Ok((status, ExecOutcome::Succeeded))
+}
+
+fn skip_rest(status: &mut AIPlanStatus, from: usize) {
+    for s in status.steps.iter_mut().skip(from) {
+        if s.state == StepState::Pending {
+            s.state = StepState::Skipped;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AIPlanSpec, AIRequestSpec, Approval, Rejection};
+
+    fn fixture(approval: Option<&str>, gitops: Option<&str>, expires: &str) -> (AIPlan, AIRequest) {
+        let mut plan = AIPlan::new(
+            "r-1",
+            AIPlanSpec {
+                approval: approval.map(|id| Approval {
+                    plan_id: id.into(),
+                    comment: None,
+                }),
+                rejection: None,
+            },
+        );
+        plan.status = Some(AIPlanStatus {
+            plan_id: Some("0123456789abcdef".into()),
+            expires_at: Some(Time(expires.parse().unwrap())),
+            ..Default::default()
+        });
+        let req = AIRequest::new(
+            "r",
+            AIRequestSpec {
+                prompt: "x".into(),
+                approved_plan_id: gitops.map(String::from),
+                ..Default::default()
+            },
+        );
+        (plan, req)
+    }
+
+    fn now() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+    const LATER: &str = "2026-01-01T01:00:00Z";
+
+    #[test]
+    fn exact_id_approves_from_either_source() {
+        let (p, r) = fixture(Some("0123456789abcdef"), None, LATER);
+        assert!(matches!(decide_approval(&p, &r, now()), ApprovalDecision::Approved { source: SOURCE_PLAN, .. }));
+        let (p, r) = fixture(None, Some("0123456789abcdef"), LATER);
+        assert!(matches!(decide_approval(&p, &r, now()), ApprovalDecision::Approved { source: SOURCE_GITOPS, .. }));
+        assert!(approve(&decide_approval(&p, &r, now())).is_some());
+    }
+
+    #[test]
+    fn wrong_or_missing_id_never_approves() {
+        let (p, r) = fixture(Some("ffffffffffffffff"), None, LATER);
+        let d = decide_approval(&p, &r, now());
+        assert_eq!(d, ApprovalDecision::Mismatch { given: "ffffffffffffffff".into(), source: SOURCE_PLAN });
+        assert!(approve(&d).is_none());
+        let (p, r) = fixture(None, None, LATER);
+        assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Waiting);
+        let (p, r) = fixture(None, Some("0123456789abcdee"), LATER);
+        assert!(matches!(decide_approval(&p, &r, now()), ApprovalDecision::Mismatch { source: SOURCE_GITOPS, .. }));
+    }
+
+    #[test]
+    fn expiry_and_rejection_win_over_approval() {
+        let (p, r) = fixture(Some("0123456789abcdef"), None, "2025-12-31T23:00:00Z");
+        assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Expired);
+        let (mut p, r) = fixture(None, Some("0123456789abcdef"), LATER);
+        p.spec.rejection = Some(Rejection { reason: "no".into() });
+        assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Rejected { reason: "no".into() });
+    }
+}

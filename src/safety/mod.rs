@@ -1,0 +1,192 @@
+//! Guardrails and redaction: pure functions, enforced in code whatever the
+//! planner (or a model) says.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::api::Risk;
+use crate::tools::Mutation;
+
+/// Operations that are never planned, whatever the request says (seed: `DANGEROUS_OPERATIONS`).
+pub const BLOCKED_OPERATIONS: &[(&str, &str)] = &[
+    ("delete", "namespace"),
+    ("delete", "node"),
+    ("delete", "clusterrole"),
+    ("delete", "clusterrolebinding"),
+];
+
+/// Guardrail settings (defaults from the seed).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Guardrails {
+    /// Namespaces no plan may change.
+    pub protected_namespaces: Vec<String>,
+    /// Highest replica count a scale step may set.
+    pub max_replicas: i32,
+    /// Most steps one plan may have.
+    pub max_steps: usize,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Self {
+            protected_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            max_replicas: 1000,
+            max_steps: 10,
+        }
+    }
+}
+
+/// What the guardrails say about one planned mutation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed { risk: Risk, warning: Option<String> },
+    Blocked { reason: String },
+}
+
+impl Guardrails {
+    /// Whether an operation (verb, lower-case kind) in a namespace may be planned at all.
+    pub fn check_operation(&self, verb: &str, kind: &str, namespace: Option<&str>) -> Result<(), String> {
+        if BLOCKED_OPERATIONS.contains(&(verb, kind)) {
+            return Err(format!("Operation '{verb}' on '{kind}' is not allowed via Kubilitics AI"));
+        }
+        if let Some(ns) = namespace
+            && self.protected_namespaces.iter().any(|p| p == ns)
+        {
+            return Err(format!("Namespace '{ns}' is protected and cannot be modified via Kubilitics AI"));
+        }
+        Ok(())
+    }
+
+    /// Checks a mutation and assigns its risk.
+    pub fn check(&self, m: &Mutation) -> Verdict {
+        let (verb, kind) = m.operation();
+        if let Err(reason) = self.check_operation(verb, kind, Some(m.namespace())) {
+            return Verdict::Blocked { reason };
+        }
+        match m {
+            Mutation::ScaleDeployment { replicas, .. } if *replicas < 0 || *replicas > self.max_replicas => {
+                Verdict::Blocked {
+                    reason: format!("Replicas must be between 0 and {}, not {replicas}", self.max_replicas),
+                }
+            }
+            Mutation::ScaleDeployment { replicas: 0, .. } => Verdict::Allowed {
+                risk: Risk::High,
+                warning: Some("⚠️ Scaling to 0 replicas will stop all instances of this workload.".into()),
+            },
+            Mutation::ScaleDeployment { .. } => Verdict::Allowed {
+                risk: Risk::Medium,
+                warning: None,
+            },
+            Mutation::RolloutRestart { .. } => Verdict::Allowed {
+                risk: Risk::High,
+                warning: Some("⚠️ Rolling restart will temporarily reduce available capacity.".into()),
+            },
+            Mutation::DeletePod { .. } => Verdict::Allowed {
+                risk: Risk::High,
+                warning: Some("⚠️ You are about to delete a pod. Active connections to it will be dropped.".into()),
+            },
+            Mutation::CreateConfigmap { .. } => Verdict::Allowed {
+                risk: Risk::Low,
+                warning: None,
+            },
+        }
+    }
+}
+
+static SECRET_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    vec![
+        (
+            Regex::new(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*").expect("static regex"),
+            "$1 [REDACTED]",
+        ),
+        (
+            Regex::new(r#"(?i)\b([a-z0-9_\-]*(?:password|passwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credentials?)[a-z0-9_\-]*)(\s*["']?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&]+)"#).expect("static regex"),
+            "$1$2[REDACTED]",
+        ),
+        (
+            Regex::new(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}").expect("static regex"),
+            "[REDACTED-JWT]",
+        ),
+        (
+            Regex::new(r"\b(sk-[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{20,})").expect("static regex"),
+            "[REDACTED-KEY]",
+        ),
+        (
+            Regex::new(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----").expect("static regex"),
+            "[REDACTED-PRIVATE-KEY]",
+        ),
+    ]
+});
+
+/// Removes tokens, keys and passwords from text before it reaches status,
+/// events or a model.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for (re, rep) in SECRET_PATTERNS.iter() {
+        if re.is_match(&out) {
+            out = re.replace_all(&out, *rep).into_owned();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::WorkloadKind;
+
+    fn scale(ns: &str, replicas: i32) -> Mutation {
+        Mutation::ScaleDeployment {
+            namespace: ns.into(),
+            name: "x".into(),
+            kind: WorkloadKind::Deployment,
+            replicas,
+        }
+    }
+
+    #[test]
+    fn protected_namespaces_block_mutations() {
+        let g = Guardrails::default();
+        for ns in ["kube-system", "kube-public", "kube-node-lease"] {
+            assert!(matches!(g.check(&scale(ns, 2)), Verdict::Blocked { .. }), "{ns}");
+        }
+        assert!(matches!(g.check(&scale("shop", 2)), Verdict::Allowed { .. }));
+    }
+
+    #[test]
+    fn blocked_operations_and_risk() {
+        let g = Guardrails::default();
+        assert!(g.check_operation("delete", "namespace", None).is_err());
+        assert!(g.check_operation("delete", "node", None).is_err());
+        assert!(g.check_operation("delete", "clusterrolebinding", Some("x")).is_err());
+        assert!(g.check_operation("delete", "pod", Some("x")).is_ok());
+        assert_eq!(g.check(&scale("a", 0)), Verdict::Allowed {
+            risk: Risk::High,
+            warning: Some("⚠️ Scaling to 0 replicas will stop all instances of this workload.".into())
+        });
+        assert!(matches!(g.check(&scale("a", 1001)), Verdict::Blocked { .. }));
+        assert!(matches!(g.check(&scale("a", -1)), Verdict::Blocked { .. }));
+        let restart = Mutation::RolloutRestart {
+            namespace: "a".into(),
+            name: "d".into(),
+            kind: WorkloadKind::Deployment,
+            restarted_at: None,
+        };
+        assert!(matches!(g.check(&restart), Verdict::Allowed { risk: Risk::High, .. }));
+    }
+
+    #[test]
+    fn redacts_secrets() {
+        let text = "password=hunter2 token: abc.def Authorization: Bearer eyJhbGciOi.x.y API_KEY=\"sk-abcdefghijklmnopqrstuv\" ok=1";
+        let r = redact(text);
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(!r.contains("abc.def"), "{r}");
+        assert!(!r.contains("sk-abc"), "{r}");
+        assert!(!r.contains("eyJhbGciOi"), "{r}");
+        assert!(r.contains("ok=1"));
+        assert_eq!(redact("plain log line"), "plain log line");
+    }
+}

@@ -1,0 +1,591 @@
+//! Mutating tools. This module can *plan* a mutation (read the live object,
+//! ask the API server for a dry run, say how to undo it) and *check* a live
+//! object against a plan. Applying it needs an [`crate::execute::Approved`]
+//! token, which only the approval gate can mint.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{ConfigMap, Pod},
+};
+use kube::{
+    Client,
+    api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::ToolError;
+use crate::api::{MANAGER, PlanStep, Risk, StepState, StepTarget};
+use crate::execute::Approved;
+
+/// Annotation `kubectl rollout restart` sets; we set the same one.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Workloads that scale and restart.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum WorkloadKind {
+    #[default]
+    Deployment,
+    StatefulSet,
+}
+
+impl WorkloadKind {
+    fn resource(self) -> ApiResource {
+        match self {
+            WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
+            WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+        }
+    }
+
+    /// Lower-case name as kubectl spells it.
+    pub fn kubectl(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+        }
+    }
+}
+
+/// A change the agent wants to make. It only ever becomes a plan step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(tag = "tool", rename_all = "snake_case")]
+pub enum Mutation {
+    /// Scale a deployment or statefulset to 0–1000 replicas.
+    ScaleDeployment {
+        namespace: String,
+        name: String,
+        #[serde(default)]
+        kind: WorkloadKind,
+        replicas: i32,
+    },
+    /// Restart the pods of a deployment or statefulset (like `kubectl rollout restart`).
+    RolloutRestart {
+        namespace: String,
+        name: String,
+        #[serde(default)]
+        kind: WorkloadKind,
+        /// Value of the restartedAt annotation, fixed when planned so a retry is idempotent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restarted_at: Option<String>,
+    },
+    /// Delete one pod (its controller, if any, replaces it).
+    DeletePod { namespace: String, name: String },
+    /// Create a ConfigMap with literal data.
+    CreateConfigmap {
+        namespace: String,
+        name: String,
+        data: BTreeMap<String, String>,
+    },
+}
+
+/// How a live object relates to a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Still as planned: the step has not run.
+    NotApplied,
+    /// Already in the state the step produces.
+    Applied,
+    /// Neither: someone else changed it.
+    Drifted(String),
+}
+
+impl Mutation {
+    pub fn tool_name(&self) -> &'static str {
+        match self {
+            Mutation::ScaleDeployment { .. } => "scale_deployment",
+            Mutation::RolloutRestart { .. } => "rollout_restart",
+            Mutation::DeletePod { .. } => "delete_pod",
+            Mutation::CreateConfigmap { .. } => "create_configmap",
+        }
+    }
+
+    /// The operation verb and lower-case kind, for guardrails (`("delete", "pod")`).
+    pub fn operation(&self) -> (&'static str, &'static str) {
+        match self {
+            Mutation::ScaleDeployment { kind, .. } => ("scale", kind.kubectl()),
+            Mutation::RolloutRestart { kind, .. } => ("restart", kind.kubectl()),
+            Mutation::DeletePod { .. } => ("delete", "pod"),
+            Mutation::CreateConfigmap { .. } => ("create", "configmap"),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        match self {
+            Mutation::ScaleDeployment { namespace, .. }
+            | Mutation::RolloutRestart { namespace, .. }
+            | Mutation::DeletePod { namespace, .. }
+            | Mutation::CreateConfigmap { namespace, .. } => namespace,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Mutation::ScaleDeployment { name, .. }
+            | Mutation::RolloutRestart { name, .. }
+            | Mutation::DeletePod { name, .. }
+            | Mutation::CreateConfigmap { name, .. } => name,
+        }
+    }
+
+    fn resource(&self) -> ApiResource {
+        match self {
+            Mutation::ScaleDeployment { kind, .. } | Mutation::RolloutRestart { kind, .. } => kind.resource(),
+            Mutation::DeletePod { .. } => ApiResource::erase::<Pod>(&()),
+            Mutation::CreateConfigmap { .. } => ApiResource::erase::<ConfigMap>(&()),
+        }
+    }
+
+    /// Arguments as stored in the plan (the serialized mutation without its tool name).
+    pub fn arguments(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("tool");
+        }
+        v
+    }
+
+    /// Rebuilds a mutation from a stored step.
+    pub fn from_step(step: &PlanStep) -> Result<Self, ToolError> {
+        let mut v = step.arguments.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("tool".into(), Value::String(step.tool.clone()));
+        }
+        serde_json::from_value(v).map_err(|e| ToolError::Invalid(format!("step '{}': {e}", step.tool)))
+    }
+
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), self.namespace(), &self.resource())
+    }
+
+    fn not_found(&self, e: kube::Error) -> ToolError {
+        ToolError::from_kube(e, &self.resource().kind, self.namespace(), self.name())
+    }
+
+    /// Reads the live target, `None` when it does not exist.
+    pub async fn read_live(&self, client: &Client) -> Result<Option<Value>, ToolError> {
+        match self.api(client).get_opt(self.name()).await {
+            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).unwrap_or_default())),
+            Err(e) => Err(self.not_found(e)),
+        }
+    }
+
+    /// Plans the mutation: reads the live object, asks the API server for a
+    /// dry run, and returns the step (risk filled in by the caller's guardrails).
+    pub async fn prepare(&self, client: &Client) -> Result<PlanStep, ToolError> {
+        let live = self.read_live(client).await?;
+        let res = self.resource();
+        let (ns, name) = (self.namespace().to_string(), self.name().to_string());
+        let mut target = StepTarget {
+            api_version: res.api_version.clone(),
+            kind: res.kind.clone(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            uid: live.as_ref().and_then(|l| l.pointer("/metadata/uid")).and_then(Value::as_str).map(String::from),
+        };
+        let dry = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            dry_run: true,
+            ..Default::default()
+        };
+        let (before, preview, rollback, reason) = match self {
+            Mutation::ScaleDeployment { kind, replicas, .. } => {
+                let live = live.ok_or_else(|| self.not_found(missing()))?;
+                let current = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                let after = self
+                    .api(client)
+                    .patch(&name, &dry, &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+                    .await
+                    .map_err(|e| self.not_found(e))?;
+                (
+                    json!({"replicas": current}),
+                    diff(&live, &serde_json::to_value(after).unwrap_or_default()),
+                    format!("kubectl scale {} {name} -n {ns} --replicas={current}", kind.kubectl()),
+                    format!("Scale {} `{name}` from {current} to {replicas} replicas", kind.kubectl()),
+                )
+            }
+            Mutation::RolloutRestart { kind, restarted_at, .. } => {
+                let live = live.ok_or_else(|| self.not_found(missing()))?;
+                let previous = restarted_at_of(&live);
+                let after = self
+                    .api(client)
+                    .patch(&name, &dry, &Patch::Merge(restart_patch(restarted_at.as_deref())))
+                    .await
+                    .map_err(|e| self.not_found(e))?;
+                (
+                    json!({"restartedAt": previous}),
+                    diff(&live, &serde_json::to_value(after).unwrap_or_default()),
+                    format!(
+                        "A restart replaces pods with identical ones; to return to the previous revision: kubectl rollout undo {} {name} -n {ns}",
+                        kind.kubectl()
+                    ),
+                    format!("Restart all pods of {} `{name}` (rolling)", kind.kubectl()),
+                )
+            }
+            Mutation::DeletePod { .. } => {
+                let live = live.ok_or_else(|| self.not_found(missing()))?;
+                let dp = DeleteParams {
+                    dry_run: true,
+                    preconditions: target.uid.clone().map(|uid| Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                self.api(client).delete(&name, &dp).await.map_err(|e| self.not_found(e))?;
+                let owner = live
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .and_then(|o| o.iter().find(|r| r.get("controller") == Some(&Value::Bool(true))))
+                    .map(|r| format!("{} {}", r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or("")));
+                let node = live.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null);
+                let phase = live.pointer("/status/phase").cloned().unwrap_or(Value::Null);
+                (
+                    json!({"exists": true, "phase": phase, "node": node, "owner": owner}),
+                    format!("- Pod {ns}/{name} will be deleted (server-side dry run accepted)"),
+                    match &owner {
+                        Some(o) => format!("Nothing to undo: {o} creates a replacement pod automatically"),
+                        None => format!(
+                            "The pod has no controller: re-create it from the manifest recorded in the StepStarted event (kubectl apply -n {ns} -f <manifest>)"
+                        ),
+                    },
+                    format!("Delete pod `{name}`"),
+                )
+            }
+            Mutation::CreateConfigmap { data, .. } => {
+                if live.is_some() {
+                    return Err(ToolError::Invalid(format!(
+                        "ConfigMap '{name}' already exists in namespace '{ns}'; choose another name"
+                    )));
+                }
+                let pp = PostParams {
+                    dry_run: true,
+                    field_manager: Some(MANAGER.into()),
+                };
+                let cm = self.configmap_object(data)?;
+                let created = self.api(client).create(&pp, &cm).await.map_err(|e| self.not_found(e))?;
+                target.uid = None;
+                let keys: Vec<&String> = data.keys().collect();
+                (
+                    json!({"exists": false}),
+                    diff(&json!({}), &serde_json::to_value(created).unwrap_or_default()),
+                    format!("kubectl delete configmap {name} -n {ns}"),
+                    format!("Create ConfigMap `{name}` with keys {keys:?}"),
+                )
+            }
+        };
+        Ok(PlanStep {
+            tool: self.tool_name().into(),
+            arguments: self.arguments(),
+            target,
+            risk: Risk::Low,
+            reason,
+            before,
+            preview: Some(preview),
+            rollback,
+            state: StepState::Pending,
+            started_at: None,
+            finished_at: None,
+            message: None,
+        })
+    }
+
+    fn configmap_object(&self, data: &BTreeMap<String, String>) -> Result<DynamicObject, ToolError> {
+        let value = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": self.name(),
+                "namespace": self.namespace(),
+                "labels": {"app.kubernetes.io/managed-by": MANAGER},
+            },
+            "data": data,
+        });
+        serde_json::from_value(value).map_err(|e| ToolError::Invalid(e.to_string()))
+    }
+
+    /// Compares the live object with the step: has it run, not run, or drifted?
+    pub fn check(&self, step: &PlanStep, live: Option<&Value>) -> Check {
+        let uid = live.and_then(|l| l.pointer("/metadata/uid")).and_then(Value::as_str);
+        let replaced = step.target.uid.is_some() && uid.is_some() && uid != step.target.uid.as_deref();
+        match self {
+            Mutation::DeletePod { .. } => match live {
+                None => Check::Applied,
+                Some(_) if replaced => Check::Applied,
+                Some(l) if l.pointer("/metadata/deletionTimestamp").is_some() => Check::Applied,
+                Some(_) => Check::NotApplied,
+            },
+            _ if live.is_none() && step.target.uid.is_some() => {
+                Check::Drifted(format!("{} {} no longer exists", step.target.kind, step.target.name))
+            }
+            _ if replaced => Check::Drifted(format!(
+                "{} {} was deleted and re-created (uid changed)",
+                step.target.kind, step.target.name
+            )),
+            Mutation::ScaleDeployment { replicas, .. } => {
+                let live = live.unwrap_or(&Value::Null);
+                let now = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                let planned = step.before.get("replicas").and_then(Value::as_i64);
+                if now == i64::from(*replicas) {
+                    Check::Applied
+                } else if Some(now) == planned {
+                    Check::NotApplied
+                } else {
+                    Check::Drifted(format!(
+                        "spec.replicas is {now}, but the plan was made against {}",
+                        planned.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                    ))
+                }
+            }
+            Mutation::RolloutRestart { restarted_at, .. } => {
+                let live = live.unwrap_or(&Value::Null);
+                let now = restarted_at_of(live);
+                let planned = step.before.get("restartedAt").cloned().unwrap_or(Value::Null);
+                if restarted_at.is_some() && now.as_str() == restarted_at.as_deref() {
+                    Check::Applied
+                } else if now == planned {
+                    Check::NotApplied
+                } else {
+                    Check::Drifted("the pod template's restartedAt annotation changed since planning".into())
+                }
+            }
+            Mutation::CreateConfigmap { data, .. } => match live {
+                None => Check::NotApplied,
+                Some(l) => {
+                    let ours = l.pointer("/metadata/labels/app.kubernetes.io~1managed-by").and_then(Value::as_str)
+                        == Some(MANAGER);
+                    let same = serde_json::to_value(data).ok().as_ref() == l.get("data");
+                    if ours && same {
+                        Check::Applied
+                    } else {
+                        Check::Drifted(format!("ConfigMap {} was created by someone else", self.name()))
+                    }
+                }
+            },
+        }
+    }
+
+    /// Applies the mutation. Only callable with an approval token.
+    pub async fn apply(&self, client: &Client, step: &PlanStep, _approved: &Approved) -> Result<Value, ToolError> {
+        let merge = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        let api = self.api(client);
+        let name = self.name();
+        let after = match self {
+            Mutation::ScaleDeployment { replicas, .. } => api
+                .patch(name, &merge, &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+            Mutation::RolloutRestart { restarted_at, .. } => api
+                .patch(name, &merge, &Patch::Merge(restart_patch(restarted_at.as_deref())))
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+            Mutation::DeletePod { .. } => {
+                let dp = DeleteParams {
+                    preconditions: step.target.uid.clone().map(|uid| Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                api.delete(name, &dp).await.map(|_| json!({"exists": false}))
+            }
+            Mutation::CreateConfigmap { data, .. } => {
+                let post = PostParams {
+                    dry_run: false,
+                    field_manager: Some(MANAGER.into()),
+                };
+                api.create(&post, &self.configmap_object(data)?)
+                    .await
+                    .map(|o| serde_json::to_value(o).unwrap_or_default())
+            }
+        };
+        after.map_err(|e| self.not_found(e))
+    }
+
+    /// The part of an object worth showing in before/after events.
+    pub fn summary_of(&self, obj: Option<&Value>) -> Value {
+        let Some(o) = obj else { return json!({"exists": false}) };
+        match self {
+            Mutation::ScaleDeployment { .. } => json!({"replicas": o.pointer("/spec/replicas")}),
+            Mutation::RolloutRestart { .. } => json!({"restartedAt": restarted_at_of(o)}),
+            Mutation::DeletePod { .. } => json!({
+                "exists": o.get("exists").cloned().unwrap_or(Value::Bool(true)),
+                "phase": o.pointer("/status/phase"),
+                "node": o.pointer("/spec/nodeName"),
+                "image": o.pointer("/spec/containers/0/image"),
+            }),
+            Mutation::CreateConfigmap { .. } => json!({"data": o.get("data")}),
+        }
+    }
+}
+
+fn missing() -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure("not found", "NotFound")
+            .with_code(404)
+            .boxed(),
+    )
+}
+
+fn restart_patch(at: Option<&str>) -> Value {
+    json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: at}}}}})
+}
+
+fn restarted_at_of(obj: &Value) -> Value {
+    obj.pointer("/spec/template/metadata/annotations")
+        .and_then(|a| a.get(RESTARTED_AT))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A readable diff of two objects: changed leaves under `spec`, `data` and
+/// metadata labels/annotations, one per line (`~ spec.replicas: 3 -> 5`).
+pub fn diff(before: &Value, after: &Value) -> String {
+    let mut b = BTreeMap::new();
+    let mut a = BTreeMap::new();
+    for (src, dst) in [(before, &mut b), (after, &mut a)] {
+        for key in ["spec", "data", "binaryData"] {
+            if let Some(v) = src.get(key) {
+                flatten(key, v, dst);
+            }
+        }
+        for key in ["labels", "annotations"] {
+            if let Some(v) = src.pointer(&format!("/metadata/{key}")) {
+                flatten(&format!("metadata.{key}"), v, dst);
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    for (k, v) in &a {
+        match b.get(k) {
+            None => lines.push(format!("+ {k}: {v}")),
+            Some(old) if old != v => lines.push(format!("~ {k}: {old} -> {v}")),
+            _ => {}
+        }
+    }
+    for (k, v) in &b {
+        if !a.contains_key(k) {
+            lines.push(format!("- {k}: {v}"));
+        }
+    }
+    if lines.is_empty() {
+        return "(no change)".into();
+    }
+    lines.truncate(50);
+    lines.join("\n")
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scale_step(before: i64) -> (Mutation, PlanStep) {
+        let m = Mutation::ScaleDeployment {
+            namespace: "shop".into(),
+            name: "nginx".into(),
+            kind: WorkloadKind::Deployment,
+            replicas: 5,
+        };
+        let step = PlanStep {
+            tool: m.tool_name().into(),
+            arguments: m.arguments(),
+            target: StepTarget {
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            before: json!({"replicas": before}),
+            ..Default::default()
+        };
+        (m, step)
+    }
+
+    fn deploy(uid: &str, replicas: i64) -> Value {
+        json!({"metadata": {"uid": uid}, "spec": {"replicas": replicas}})
+    }
+
+    #[test]
+    fn scale_check_covers_all_outcomes() {
+        let (m, step) = scale_step(3);
+        assert_eq!(m.check(&step, Some(&deploy("u1", 3))), Check::NotApplied);
+        assert_eq!(m.check(&step, Some(&deploy("u1", 5))), Check::Applied);
+        assert!(matches!(m.check(&step, Some(&deploy("u1", 4))), Check::Drifted(_)));
+        assert!(matches!(m.check(&step, Some(&deploy("u2", 3))), Check::Drifted(_)));
+        assert!(matches!(m.check(&step, None), Check::Drifted(_)));
+    }
+
+    #[test]
+    fn delete_pod_check() {
+        let m = Mutation::DeletePod {
+            namespace: "a".into(),
+            name: "p".into(),
+        };
+        let step = PlanStep {
+            target: StepTarget {
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(m.check(&step, Some(&json!({"metadata": {"uid": "u1"}}))), Check::NotApplied);
+        assert_eq!(m.check(&step, Some(&json!({"metadata": {"uid": "u2"}}))), Check::Applied);
+        assert_eq!(m.check(&step, None), Check::Applied);
+    }
+
+    #[test]
+    fn restart_check_uses_planned_timestamp() {
+        let m = Mutation::RolloutRestart {
+            namespace: "a".into(),
+            name: "d".into(),
+            kind: WorkloadKind::Deployment,
+            restarted_at: Some("2026-01-01T00:00:00Z".into()),
+        };
+        let step = PlanStep {
+            target: StepTarget {
+                uid: Some("u".into()),
+                ..Default::default()
+            },
+            before: json!({"restartedAt": null}),
+            ..Default::default()
+        };
+        let with = |v: Value| json!({"metadata": {"uid": "u"}, "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: v}}}}});
+        assert_eq!(m.check(&step, Some(&with(Value::Null))), Check::NotApplied);
+        assert_eq!(m.check(&step, Some(&with(json!("2026-01-01T00:00:00Z")))), Check::Applied);
+        assert!(matches!(m.check(&step, Some(&with(json!("other")))), Check::Drifted(_)));
+    }
+
+    #[test]
+    fn round_trips_through_step_arguments() {
+        let (m, step) = scale_step(3);
+        assert_eq!(Mutation::from_step(&step).unwrap(), m);
+    }
+
+    #[test]
+    fn diff_lists_changed_leaves() {
+        let d = diff(&deploy("u", 3), &deploy("u", 5));
+        assert_eq!(d, "~ spec.replicas: 3 -> 5");
+        assert_eq!(diff(&deploy("u", 3), &deploy("u", 3)), "(no change)");
+    }
+}
