@@ -15,7 +15,11 @@ use kubilitics_ai::{
 };
 
 #[derive(Parser)]
-#[command(name = "kubilitics-ai", version, about = "Talk to your Kubernetes cluster in natural language, with approval-gated plans")]
+#[command(
+    name = "kubilitics-ai",
+    version,
+    about = "Talk to your Kubernetes cluster in natural language, with approval-gated plans"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,12 @@ struct RunArgs {
     #[arg(long, env = "KUBILITICS_PLAN_TTL", default_value = "1h", value_parser = parse_duration)]
     plan_ttl: Duration,
     /// Namespaces no plan may change (comma separated).
-    #[arg(long, env = "KUBILITICS_PROTECTED_NAMESPACES", value_delimiter = ',', default_value = "kube-system,kube-public,kube-node-lease")]
+    #[arg(
+        long,
+        env = "KUBILITICS_PROTECTED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system,kube-public,kube-node-lease"
+    )]
     protected_namespaces: Vec<String>,
     /// Highest replica count a scale step may set.
     #[arg(long, env = "KUBILITICS_MAX_REPLICAS", default_value_t = 1000)]
@@ -60,7 +69,9 @@ struct RunArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration '{s}' (use e.g. 90s, 30m, 1h)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}' (use e.g. 90s, 30m, 1h)"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,

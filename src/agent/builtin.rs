@@ -96,7 +96,8 @@ impl Run<'_> {
         match &i.action {
             Action::ListPods => {
                 self.say(&format!("📊 **Pods in `{ns}`**\n\n"));
-                let follow = "Want details? Ask \"describe pod <name>\" or \"show logs of pod <name>\".";
+                let follow =
+                    "Want details? Ask \"describe pod <name>\" or \"show logs of pod <name>\".";
                 self.show(
                     ReadCall::ListPods {
                         namespace: ns_s,
@@ -108,9 +109,21 @@ impl Run<'_> {
                 .await
             }
             Action::PodDetails => {
-                if let Some(s) = self.tool(ReadCall::GetPodDetails { namespace: ns_s.clone(), name: name.clone() }).await? {
+                if let Some(s) = self
+                    .tool(ReadCall::GetPodDetails {
+                        namespace: ns_s.clone(),
+                        name: name.clone(),
+                    })
+                    .await?
+                {
                     self.say(&s);
-                    if let Some(ev) = self.tool(ReadCall::GetEvents { namespace: ns_s, name: Some(name.clone()) }).await? {
+                    if let Some(ev) = self
+                        .tool(ReadCall::GetEvents {
+                            namespace: ns_s,
+                            name: Some(name.clone()),
+                        })
+                        .await?
+                    {
                         self.say(&format!("\n{ev}"));
                     }
                     self.say(&format!("\n\nNext: \"show logs of pod {name}\"."));
@@ -132,16 +145,46 @@ impl Run<'_> {
                 )
                 .await
             }
-            Action::ListDeployments => self.show(ReadCall::ListDeployments { namespace: ns_s }, "").await,
-            Action::DeploymentStatus => {
-                self.show(ReadCall::GetDeploymentStatus { namespace: ns_s, name }, "").await
+            Action::ListDeployments => {
+                self.show(ReadCall::ListDeployments { namespace: ns_s }, "")
+                    .await
             }
-            Action::ListServices => self.show(ReadCall::ListServices { namespace: ns_s }, "").await,
+            Action::DeploymentStatus => {
+                self.show(
+                    ReadCall::GetDeploymentStatus {
+                        namespace: ns_s,
+                        name,
+                    },
+                    "",
+                )
+                .await
+            }
+            Action::ListServices => {
+                self.show(ReadCall::ListServices { namespace: ns_s }, "")
+                    .await
+            }
             Action::Describe => {
                 let kind = i.kind.map(Kind::as_str).unwrap_or("pod").to_string();
-                self.show(ReadCall::DescribeResource { namespace: ns_s, kind, name }, "").await
+                self.show(
+                    ReadCall::DescribeResource {
+                        namespace: ns_s,
+                        kind,
+                        name,
+                    },
+                    "",
+                )
+                .await
             }
-            Action::Events => self.show(ReadCall::GetEvents { namespace: ns_s, name: i.name.clone() }, "").await,
+            Action::Events => {
+                self.show(
+                    ReadCall::GetEvents {
+                        namespace: ns_s,
+                        name: i.name.clone(),
+                    },
+                    "",
+                )
+                .await
+            }
             Action::ClusterHealth => self.show(ReadCall::GetClusterHealth {}, "").await,
             Action::Blocked(reason) => {
                 self.say(&format!("⛔ {reason}. Nothing was planned."));
@@ -156,9 +199,15 @@ impl Run<'_> {
                 Ok(())
             }
             Action::Scale | Action::Restart => {
-                let workload = i.kind.and_then(Kind::workload).unwrap_or(WorkloadKind::Deployment);
+                let workload = i
+                    .kind
+                    .and_then(Kind::workload)
+                    .unwrap_or(WorkloadKind::Deployment);
                 let call = match workload {
-                    WorkloadKind::Deployment => ReadCall::GetDeploymentStatus { namespace: ns_s.clone(), name: name.clone() },
+                    WorkloadKind::Deployment => ReadCall::GetDeploymentStatus {
+                        namespace: ns_s.clone(),
+                        name: name.clone(),
+                    },
                     WorkloadKind::StatefulSet => ReadCall::DescribeResource {
                         namespace: ns_s.clone(),
                         kind: "statefulset".into(),
@@ -167,7 +216,8 @@ impl Run<'_> {
                 };
                 let Some(state) = self.tool(call).await? else {
                     if workload == WorkloadKind::Deployment {
-                        self.show(ReadCall::ListDeployments { namespace: ns_s }, "").await?;
+                        self.show(ReadCall::ListDeployments { namespace: ns_s }, "")
+                            .await?;
                     }
                     return Ok(());
                 };
@@ -179,22 +229,44 @@ impl Run<'_> {
                         namespace: ns_s,
                         name,
                         kind: workload,
-                        replicas: i.replicas.unwrap_or(-1).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                        replicas: i
+                            .replicas
+                            .unwrap_or(-1)
+                            .clamp(i32::MIN as i64, i32::MAX as i64)
+                            as i32,
                     }
                 } else {
                     Mutation::RolloutRestart {
                         namespace: ns_s,
                         name,
                         kind: workload,
-                        restarted_at: Some(Timestamp::now().round(jiff::Unit::Second).unwrap_or(Timestamp::now()).to_string()),
+                        restarted_at: Some(
+                            Timestamp::now()
+                                .round(jiff::Unit::Second)
+                                .unwrap_or(Timestamp::now())
+                                .to_string(),
+                        ),
                     }
                 };
                 self.propose(m, mode);
                 Ok(())
             }
             Action::DeletePod => {
-                if self.tool(ReadCall::GetPodDetails { namespace: ns_s.clone(), name: name.clone() }).await?.is_some() {
-                    self.propose(Mutation::DeletePod { namespace: ns_s, name }, mode);
+                if self
+                    .tool(ReadCall::GetPodDetails {
+                        namespace: ns_s.clone(),
+                        name: name.clone(),
+                    })
+                    .await?
+                    .is_some()
+                {
+                    self.propose(
+                        Mutation::DeletePod {
+                            namespace: ns_s,
+                            name,
+                        },
+                        mode,
+                    );
                 }
                 Ok(())
             }
@@ -230,7 +302,10 @@ impl Run<'_> {
     async fn resolve_pod(&mut self, ns: &str, name: &str) -> Result<Option<String>, AgentError> {
         let (exact, _) = self
             .tools
-            .run(&ReadCall::GetPodDetails { namespace: ns.into(), name: name.into() })
+            .run(&ReadCall::GetPodDetails {
+                namespace: ns.into(),
+                name: name.into(),
+            })
             .await;
         match exact {
             Ok(_) => Ok(Some(name.to_string())),

@@ -35,7 +35,10 @@ pub enum Action {
 
 impl Action {
     pub fn is_mutation(&self) -> bool {
-        matches!(self, Action::Scale | Action::Restart | Action::DeletePod | Action::CreateConfigMap)
+        matches!(
+            self,
+            Action::Scale | Action::Restart | Action::DeletePod | Action::CreateConfigMap
+        )
     }
 
     pub fn label(&self) -> &'static str {
@@ -156,28 +159,156 @@ static KIND_WORDS: &[(&str, Kind)] = &[
 
 /// Words that are never resource names.
 static STOP: &[&str] = &[
-    "the", "my", "a", "an", "all", "to", "of", "in", "for", "this", "that", "it", "its", "our", "your", "me", "please",
-    "and", "with", "on", "from", "is", "are", "be", "by", "named", "called", "replicas", "replica", "instances",
-    "pods", "pod", "logs", "log", "status", "up", "down", "now", "back", "some", "each", "every", "any", "what",
-    "which", "how", "why", "show", "get", "list", "describe", "scale", "restart", "delete", "remove", "kill", "create",
-    "make", "new", "last", "lines", "line", "events", "event", "namespace", "cluster", "health", "details", "info",
-    "running", "failing", "crashing", "there", "at", "about", "doing", "going", "happening", "wrong", "out", "one",
-    "ones", "container", "can", "you", "i", "we", "do", "does", "did", "set", "change", "rollout", "rolling", "just",
-    "current", "currently", "state", "tail", "since", "minutes", "hours", "seconds", "zero", "times", "again", "quick",
-    "look", "check", "see", "tell", "give", "data", "key", "keys", "value", "values", "literal", "literals", "as",
-    "x", "then", "so", "or", "not", "no", "yes", "has", "have", "had", "was", "were", "will", "would", "should",
+    "the",
+    "my",
+    "a",
+    "an",
+    "all",
+    "to",
+    "of",
+    "in",
+    "for",
+    "this",
+    "that",
+    "it",
+    "its",
+    "our",
+    "your",
+    "me",
+    "please",
+    "and",
+    "with",
+    "on",
+    "from",
+    "is",
+    "are",
+    "be",
+    "by",
+    "named",
+    "called",
+    "replicas",
+    "replica",
+    "instances",
+    "pods",
+    "pod",
+    "logs",
+    "log",
+    "status",
+    "up",
+    "down",
+    "now",
+    "back",
+    "some",
+    "each",
+    "every",
+    "any",
+    "what",
+    "which",
+    "how",
+    "why",
+    "show",
+    "get",
+    "list",
+    "describe",
+    "scale",
+    "restart",
+    "delete",
+    "remove",
+    "kill",
+    "create",
+    "make",
+    "new",
+    "last",
+    "lines",
+    "line",
+    "events",
+    "event",
+    "namespace",
+    "cluster",
+    "health",
+    "details",
+    "info",
+    "running",
+    "failing",
+    "crashing",
+    "there",
+    "at",
+    "about",
+    "doing",
+    "going",
+    "happening",
+    "wrong",
+    "out",
+    "one",
+    "ones",
+    "container",
+    "can",
+    "you",
+    "i",
+    "we",
+    "do",
+    "does",
+    "did",
+    "set",
+    "change",
+    "rollout",
+    "rolling",
+    "just",
+    "current",
+    "currently",
+    "state",
+    "tail",
+    "since",
+    "minutes",
+    "hours",
+    "seconds",
+    "zero",
+    "times",
+    "again",
+    "quick",
+    "look",
+    "check",
+    "see",
+    "tell",
+    "give",
+    "data",
+    "key",
+    "keys",
+    "value",
+    "values",
+    "literal",
+    "literals",
+    "as",
+    "x",
+    "then",
+    "so",
+    "or",
+    "not",
+    "no",
+    "yes",
+    "has",
+    "have",
+    "had",
+    "was",
+    "were",
+    "will",
+    "would",
+    "should",
 ];
 
 static NAMESPACE_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     vec![
         re(r"(?:^|\s)(?:-n|--namespace)[\s=]+([a-z0-9][-a-z0-9]*)"),
         re(r"\bnamespace[\s:=]+[`'\x22]?([a-z0-9][-a-z0-9]*)"),
-        re(r"\b(?:in|from|on|of|within|inside)\s+(?:the\s+)?[`'\x22]?([a-z0-9][-a-z0-9]*)[`'\x22]?\s+(?:namespace|ns)\b"),
+        re(
+            r"\b(?:in|from|on|of|within|inside)\s+(?:the\s+)?[`'\x22]?([a-z0-9][-a-z0-9]*)[`'\x22]?\s+(?:namespace|ns)\b",
+        ),
         re(r"\bns[\s:=]+([a-z0-9][-a-z0-9]*)"),
     ]
 });
-static TRAILING_IN: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:in|on)\s+(?:the\s+)?[`'\x22]?([a-z0-9][-a-z0-9]*)[`'\x22]?\s*[.!?]*\s*$"));
+static TRAILING_IN: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(?:in|on)\s+(?:the\s+)?[`'\x22]?([a-z0-9][-a-z0-9]*)[`'\x22]?\s*[.!?]*\s*$")
+});
 static REPLICAS_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     vec![
         re(r"\bto\s+(-?\d+)\b"),
@@ -186,20 +317,30 @@ static REPLICAS_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         re(r"--replicas[=\s]+(-?\d+)"),
     ]
 });
-static TAIL_RE: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?:last|tail|first|latest)\s+(\d+)(?:\s+(?:log\s+)?lines?)?|(\d+)\s+(?:log\s+)?lines?"));
-static SINCE_RE: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?:last|past|since)\s+(\d+)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b"));
-static CONTAINER_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?:\bcontainer|(?:^|\s)-c)[\s=:]+[`'\x22]?([a-z0-9][-a-z0-9]*)"));
+static TAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:last|tail|first|latest)\s+(\d+)(?:\s+(?:log\s+)?lines?)?|(\d+)\s+(?:log\s+)?lines?")
+});
+static SINCE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:last|past|since)\s+(\d+)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b")
+});
+static CONTAINER_RE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:\bcontainer|(?:^|\s)-c)[\s=:]+[`'\x22]?([a-z0-9][-a-z0-9]*)"));
 static KV_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"([A-Za-z0-9_.\-]+)\s*=\s*("([^"]*)"|'([^']*)'|[^\s,;]+)"#));
 static SLASH_REF: LazyLock<Regex> = LazyLock::new(|| re(r"\b([a-z]+)/([a-z0-9][-a-z0-9.]*)"));
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| re(r#"[`'"]([a-z0-9][-a-z0-9.]*)[`'"]"#));
-static NAMED: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:named|called)\s+[`'\x22]?([a-z0-9][-a-z0-9.]*)"));
-static PREP_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:for|of|from)\s+(?:the\s+)?(?:pod\s+)?[`'\x22]?([a-z0-9][-a-z0-9.]*)"));
-static NEGATION: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:don'?t|do not|never|shouldn'?t|should not|no need to)\b"));
-static QUESTION_HOW: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^\s*(?:how (?:do|can|would|should) (?:i|we|you)|what happens if|what does|explain|can you explain)\b"));
+static NAMED: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:named|called)\s+[`'\x22]?([a-z0-9][-a-z0-9.]*)"));
+static PREP_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(?:for|of|from)\s+(?:the\s+)?(?:pod\s+)?[`'\x22]?([a-z0-9][-a-z0-9.]*)")
+});
+static NEGATION: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:don'?t|do not|never|shouldn'?t|should not|no need to)\b"));
+static QUESTION_HOW: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^\s*(?:how (?:do|can|would|should) (?:i|we|you)|what happens if|what does|explain|can you explain)\b",
+    )
+});
 
 fn kind_of(word: &str) -> Option<Kind> {
     KIND_WORDS.iter().find(|(w, _)| *w == word).map(|(_, k)| *k)
@@ -210,16 +351,23 @@ fn is_name(word: &str) -> bool {
         && word.len() <= 253
         && !STOP.contains(&word)
         && kind_of(word).is_none()
-        && word.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && word
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && !word.chars().all(|c| c.is_ascii_digit())
 }
 
 fn tokens(text: &str) -> Vec<String> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '?' | '!' | '(' | ')' | '`' | '"' | '\''))
-        .map(|t| t.trim_end_matches(['.', ':']).to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
+    text.split(|c: char| {
+        c.is_whitespace() || matches!(c, ',' | ';' | '?' | '!' | '(' | ')' | '`' | '"' | '\'')
+    })
+    .map(|t| t.trim_end_matches(['.', ':']).to_string())
+    .filter(|t| !t.is_empty())
+    .collect()
 }
 
 /// Parses a prompt.
@@ -279,7 +427,10 @@ pub fn parse(prompt: &str) -> Intent {
         // "deployment nginx" or "nginx deployment".
         if let Some(i) = swords.iter().position(|w| kind_of(w) == Some(k)) {
             let after = swords.get(i + 1).filter(|w| is_name(w));
-            let before = i.checked_sub(1).and_then(|j| swords.get(j)).filter(|w| is_name(w));
+            let before = i
+                .checked_sub(1)
+                .and_then(|j| swords.get(j))
+                .filter(|w| is_name(w));
             name = after.or(before).cloned();
         }
     }
@@ -300,7 +451,11 @@ pub fn parse(prompt: &str) -> Intent {
             _ => n,
         })
     });
-    let tail_lines = if since_seconds.is_some() && !text.contains("line") { None } else { tail_lines };
+    let tail_lines = if since_seconds.is_some() && !text.contains("line") {
+        None
+    } else {
+        tail_lines
+    };
     let container = CONTAINER_RE.captures(&text).map(|c| c[1].to_string());
     let mut intent = Intent {
         action: Action::Help,
@@ -314,10 +469,21 @@ pub fn parse(prompt: &str) -> Intent {
         data: BTreeMap::new(),
     };
 
-    let deleting = has_any(&["delete", "remove", "kill", "terminate", "destroy", "drop", "evict"]);
+    let deleting = has_any(&[
+        "delete",
+        "remove",
+        "kill",
+        "terminate",
+        "destroy",
+        "drop",
+        "evict",
+    ]);
     let scaling = has_any(&["scale", "scaled", "scaling", "resize"])
-        || (has_any(&["replicas", "replica", "instances"]) && has_any(&["set", "change", "increase", "decrease", "bump", "reduce"]) && replicas.is_some());
-    let restarting = has_any(&["restart", "restarting", "bounce", "redeploy", "recycle"]) && !has_any(&["restarts", "restarted"])
+        || (has_any(&["replicas", "replica", "instances"])
+            && has_any(&["set", "change", "increase", "decrease", "bump", "reduce"])
+            && replicas.is_some());
+    let restarting = has_any(&["restart", "restarting", "bounce", "redeploy", "recycle"])
+        && !has_any(&["restarts", "restarted"])
         || text.contains("rollout restart");
     let creating = has_any(&["create", "make", "add"]) && kind == Some(Kind::ConfigMap);
     let mutating = deleting || scaling || restarting || creating;
@@ -327,7 +493,13 @@ pub fn parse(prompt: &str) -> Intent {
     let blocked_kind = kind.or((kind.is_none() && has("namespace")).then_some(Kind::Namespace));
     if deleting
         && let Some(k) = blocked_kind
-        && matches!(k, Kind::Namespace | Kind::Node | Kind::Other("clusterrole") | Kind::Other("clusterrolebinding"))
+        && matches!(
+            k,
+            Kind::Namespace
+                | Kind::Node
+                | Kind::Other("clusterrole")
+                | Kind::Other("clusterrolebinding")
+        )
     {
         intent.action = Action::Blocked(format!(
             "Operation 'delete' on '{}' is not allowed via Kubilitics AI",
@@ -344,7 +516,8 @@ pub fn parse(prompt: &str) -> Intent {
         return intent;
     }
     if kind == Some(Kind::Secret) {
-        intent.action = Action::Clarify("Secrets are never read or changed by Kubilitics AI.".into());
+        intent.action =
+            Action::Clarify("Secrets are never read or changed by Kubilitics AI.".into());
         return intent;
     }
 
@@ -386,12 +559,16 @@ pub fn parse(prompt: &str) -> Intent {
     } else if deleting {
         match (kind, &name) {
             (Some(Kind::Pod), Some(_)) => Action::DeletePod,
-            (Some(Kind::Pod), None) => Action::Clarify("Which pod should I delete? Name exactly one pod.".into()),
+            (Some(Kind::Pod), None) => {
+                Action::Clarify("Which pod should I delete? Name exactly one pod.".into())
+            }
             (Some(k), _) => Action::Clarify(format!(
                 "The builtin planner deletes only single pods, not {}s; use kubectl or the openai provider for other deletions.",
                 k.as_str()
             )),
-            (None, _) => Action::Clarify("What should I delete? I can delete a single pod: \"delete pod <name>\".".into()),
+            (None, _) => Action::Clarify(
+                "What should I delete? I can delete a single pod: \"delete pod <name>\".".into(),
+            ),
         }
     } else if creating {
         for c in KV_RE.captures_iter(original) {
@@ -412,7 +589,10 @@ pub fn parse(prompt: &str) -> Intent {
         }
     } else if has_any(&["log", "logs", "logging", "output", "stdout"]) {
         if intent.name.is_none() {
-            intent.name = PREP_NAME.captures(&scrubbed).map(|c| c[1].to_string()).filter(|n| is_name(n));
+            intent.name = PREP_NAME
+                .captures(&scrubbed)
+                .map(|c| c[1].to_string())
+                .filter(|n| is_name(n));
         }
         match &intent.name {
             Some(_) => Action::PodLogs,
@@ -420,13 +600,15 @@ pub fn parse(prompt: &str) -> Intent {
         }
     } else if has_any(&["event", "events", "happened", "happening"]) {
         Action::Events
-    } else if has_any(&["health", "healthy"]) || (has("cluster") && has_any(&["status", "doing", "ok", "okay", "overview"]))
+    } else if has_any(&["health", "healthy"])
+        || (has("cluster") && has_any(&["status", "doing", "ok", "okay", "overview"]))
         || (kind == Some(Kind::Node) && name.is_none())
     {
         Action::ClusterHealth
     } else if let Some(k) = kind {
-        let detail = has_any(&["describe", "details", "detail", "inspect", "wrong", "why", "explain", "yaml", "spec"])
-            || (name.is_some() && !has_any(&["list", "all"]));
+        let detail = has_any(&[
+            "describe", "details", "detail", "inspect", "wrong", "why", "explain", "yaml", "spec",
+        ]) || (name.is_some() && !has_any(&["list", "all"]));
         let status = has_any(&["status", "rollout", "progress", "ready", "available"]);
         match (k, &name, detail || status) {
             (Kind::Pod, None, _) => Action::ListPods,
@@ -436,9 +618,21 @@ pub fn parse(prompt: &str) -> Intent {
             (Kind::Service, None, _) => Action::ListServices,
             (Kind::Namespace, None, _) => Action::ClusterHealth,
             (_, Some(_), _) => Action::Describe,
-            (k, None, _) => Action::Clarify(format!("Which {}? Name it, e.g. \"describe {} <name>\".", k.as_str(), k.as_str())),
+            (k, None, _) => Action::Clarify(format!(
+                "Which {}? Name it, e.g. \"describe {} <name>\".",
+                k.as_str(),
+                k.as_str()
+            )),
         }
-    } else if has_any(&["running", "crashing", "failing", "pending", "restarting", "broken", "unhealthy"]) {
+    } else if has_any(&[
+        "running",
+        "crashing",
+        "failing",
+        "pending",
+        "restarting",
+        "broken",
+        "unhealthy",
+    ]) {
         Action::ListPods
     } else {
         Action::Help
@@ -481,21 +675,57 @@ mod tests {
     #[test]
     fn scale_phrasings() {
         scale("Scale my nginx deployment to 5 replicas", "nginx", 5, None);
-        scale("Scale my nginx deployment to 5 replicas in production", "nginx", 5, Some("production"));
+        scale(
+            "Scale my nginx deployment to 5 replicas in production",
+            "nginx",
+            5,
+            Some("production"),
+        );
         scale("scale deployment nginx to 3", "nginx", 3, None);
         scale("scale deploy/web to 10 replicas", "web", 10, None);
-        scale("please scale the api deployment to 2 replicas in namespace shop", "api", 2, Some("shop"));
-        scale("scale deployment checkout --replicas=4 -n shop", "checkout", 4, Some("shop"));
+        scale(
+            "please scale the api deployment to 2 replicas in namespace shop",
+            "api",
+            2,
+            Some("shop"),
+        );
+        scale(
+            "scale deployment checkout --replicas=4 -n shop",
+            "checkout",
+            4,
+            Some("shop"),
+        );
         scale("Scale down web deployment to zero", "web", 0, None);
         scale("scale nginx deployment to 0 replicas", "nginx", 0, None);
-        scale("set replicas of deployment frontend to 6", "frontend", 6, None);
-        scale("scale the 'payments' deployment to 7 in the shop namespace", "payments", 7, Some("shop"));
+        scale(
+            "set replicas of deployment frontend to 6",
+            "frontend",
+            6,
+            None,
+        );
+        scale(
+            "scale the 'payments' deployment to 7 in the shop namespace",
+            "payments",
+            7,
+            Some("shop"),
+        );
         scale("Scale deployment `orders` to 1", "orders", 1, None);
-        scale("can you scale deployment nginx to 5 replicas please", "nginx", 5, None);
+        scale(
+            "can you scale deployment nginx to 5 replicas please",
+            "nginx",
+            5,
+            None,
+        );
         let i = p("scale statefulset db to 3");
-        assert_eq!((i.action, i.kind, i.name.as_deref(), i.replicas), (Action::Scale, Some(Kind::StatefulSet), Some("db"), Some(3)));
+        assert_eq!(
+            (i.action, i.kind, i.name.as_deref(), i.replicas),
+            (Action::Scale, Some(Kind::StatefulSet), Some("db"), Some(3))
+        );
         let i = p("scale sts/redis to 2 replicas");
-        assert_eq!((i.action, i.kind, i.name.as_deref()), (Action::Scale, Some(Kind::StatefulSet), Some("redis")));
+        assert_eq!(
+            (i.action, i.kind, i.name.as_deref()),
+            (Action::Scale, Some(Kind::StatefulSet), Some("redis"))
+        );
     }
 
     #[test]
@@ -522,7 +752,10 @@ mod tests {
             assert_eq!(i.name.as_deref(), Some("api"), "{s}");
         }
         let i = p("restart statefulset kafka");
-        assert_eq!((i.action, i.kind), (Action::Restart, Some(Kind::StatefulSet)));
+        assert_eq!(
+            (i.action, i.kind),
+            (Action::Restart, Some(Kind::StatefulSet))
+        );
         clarify("restart pod web-123");
         clarify("restart everything");
         clarify("restart service web");
@@ -563,10 +796,14 @@ mod tests {
         assert_eq!(i.name.as_deref(), Some("app-config"));
         assert_eq!(i.data.get("LOG_LEVEL").map(String::as_str), Some("debug"));
         assert_eq!(i.data.get("MODE").map(String::as_str), Some("fast"));
-        let i = p("Create a configmap named settings with greeting=\"hello world\" in namespace shop");
+        let i =
+            p("Create a configmap named settings with greeting=\"hello world\" in namespace shop");
         assert_eq!(i.action, Action::CreateConfigMap, "{i:?}");
         assert_eq!(i.name.as_deref(), Some("settings"));
-        assert_eq!(i.data.get("greeting").map(String::as_str), Some("hello world"));
+        assert_eq!(
+            i.data.get("greeting").map(String::as_str),
+            Some("hello world")
+        );
         assert_eq!(i.namespace.as_deref(), Some("shop"));
         clarify("create configmap app-config");
         clarify("create a configmap");
@@ -585,9 +822,15 @@ mod tests {
         act("show logs of pod web-abc", Action::PodLogs);
         act("logs for web-abc, last 20 lines", Action::PodLogs);
         act("list deployments", Action::ListDeployments);
-        act("show deployments in shop namespace", Action::ListDeployments);
+        act(
+            "show deployments in shop namespace",
+            Action::ListDeployments,
+        );
         act("status of deployment nginx", Action::DeploymentStatus);
-        act("what is the rollout status of the nginx deployment", Action::DeploymentStatus);
+        act(
+            "what is the rollout status of the nginx deployment",
+            Action::DeploymentStatus,
+        );
         act("list services", Action::ListServices);
         act("what services are there in shop", Action::ListServices);
         act("describe service web", Action::Describe);
@@ -606,11 +849,17 @@ mod tests {
     #[test]
     fn log_arguments() {
         let i = p("show the last 50 lines of logs for pod web-abc container nginx");
-        assert_eq!((i.tail_lines, i.container.as_deref(), i.name.as_deref()), (Some(50), Some("nginx"), Some("web-abc")));
+        assert_eq!(
+            (i.tail_lines, i.container.as_deref(), i.name.as_deref()),
+            (Some(50), Some("nginx"), Some("web-abc"))
+        );
         let i = p("logs of pod web-abc from the last 10 minutes");
         assert_eq!((i.since_seconds, i.tail_lines), (Some(600), None));
         let i = p("tail 5 logs of pod/api-1 -c sidecar");
-        assert_eq!((i.tail_lines, i.container.as_deref(), i.name.as_deref()), (Some(5), Some("sidecar"), Some("api-1")));
+        assert_eq!(
+            (i.tail_lines, i.container.as_deref(), i.name.as_deref()),
+            (Some(5), Some("sidecar"), Some("api-1"))
+        );
         clarify("show logs");
     }
 

@@ -94,7 +94,15 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let t1: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
         let c0 = condition(&[], READY, false, "A", "m", Some(1), t0);
-        let c1 = condition(std::slice::from_ref(&c0), READY, false, "B", "m2", Some(2), t1);
+        let c1 = condition(
+            std::slice::from_ref(&c0),
+            READY,
+            false,
+            "B",
+            "m2",
+            Some(2),
+            t1,
+        );
         assert_eq!(c1.last_transition_time, Time(t0));
         let c2 = condition(&[c1], READY, true, "C", "m3", Some(2), t1);
         assert_eq!(c2.last_transition_time, Time(t1));

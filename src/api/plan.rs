@@ -1,5 +1,7 @@
 //! `AIPlan`: the reviewed unit of change. The operator writes the steps into
 //! `status`; people write only `spec.approval` or `spec.rejection`.
+// kube-derive's repeated `printcolumn(type_ = ...)` arguments trip this lint.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -25,7 +27,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Steps", type_ = "integer", json_path = ".status.stepCount"),
     printcolumn(name = "Risk", type_ = "string", json_path = ".status.risk"),
     printcolumn(name = "Plan ID", type_ = "string", json_path = ".status.planId"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!(has(self.approval) && has(self.rejection))").message("set either spec.approval or spec.rejection, not both"))]
 #[serde(rename_all = "camelCase")]
@@ -84,7 +90,9 @@ impl PlanPhase {
 }
 
 /// How much a step or plan can hurt.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema, Default,
+)]
 pub enum Risk {
     #[default]
     Low,
@@ -172,7 +180,7 @@ pub struct AIPlanStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<Risk>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_count: Option<u32>,
+    pub step_count: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<PlanStep>,
     /// Who approved (from the admission webhook when installed, otherwise the approval comment's source).

@@ -1,4 +1,6 @@
 //! `AIRequest`: a question or change request in natural language.
+// kube-derive's repeated `printcolumn(type_ = ...)` arguments trip this lint.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -23,7 +25,11 @@ use serde::{Deserialize, Serialize};
     status = "AIRequestStatus",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Plan", type_ = "string", json_path = ".status.planRef"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(name = "Answer", type_ = "string", json_path = ".status.summary")
 )]
 #[serde(rename_all = "camelCase")]
@@ -149,16 +155,16 @@ pub struct ToolCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Wall time of the call in milliseconds.
-    pub duration_ms: u64,
+    pub duration_ms: i64,
 }
 
 /// LLM usage counters.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
-    pub llm_calls: u32,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    pub llm_calls: i32,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
 }
 
 /// Identity of the user who created the request.

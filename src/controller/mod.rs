@@ -101,18 +101,32 @@ impl Error {
 }
 
 fn error_policy(req: Arc<AIRequest>, err: &Error, _ctx: Arc<Context>) -> Action {
-    metrics().reconcile_errors.with_label_values(&[err.label()]).inc();
+    metrics()
+        .reconcile_errors
+        .with_label_values(&[err.label()])
+        .inc();
     tracing::warn!(request = %kube::ResourceExt::name_any(req.as_ref()), error = %err, "reconcile failed");
     Action::requeue(err.retry_after())
 }
 
 /// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, config: Config, planner: Arc<dyn Planner>, ready: Ready) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    config: Config,
+    planner: Arc<dyn Planner>,
+    ready: Ready,
+) -> anyhow::Result<()> {
     let (requests, plans): (Api<AIRequest>, Api<AIPlan>) = match &config.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    if let Err(e) = requests.list(&kube::api::ListParams::default().limit(1)).await {
+    if let Err(e) = requests
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
         anyhow::bail!(
             "cannot list AIRequests ({e}); are the CRDs installed? Run `kubilitics-ai crd | kubectl apply -f -`"
         );

@@ -17,8 +17,8 @@ use super::status::{plan_conditions, plan_reason, request_conditions, write_plan
 use super::{Context, Error};
 use crate::agent::PlanInput;
 use crate::api::{
-    AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestSpec, AIRequestStatus, PlanPhase, PlanStep, RequestPhase,
-    Risk, reason, truncate,
+    AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestSpec, AIRequestStatus, PlanPhase,
+    PlanStep, RequestPhase, Risk, reason, truncate,
 };
 use crate::execute::{self, ApprovalDecision, ExecOutcome, decide_approval, plan_id};
 use crate::safety::Verdict;
@@ -63,8 +63,18 @@ pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action,
         // (e.g. approvedPlanId set on a request that has no plan).
         if status.observed_generation != req.metadata.generation {
             if let Some(id) = &req.spec.approved_plan_id {
-                let note = format!("spec.approvedPlanId {id} names no plan: this request has no plan to approve");
-                ctx.events.publish(&object_ref(req.as_ref()), true, reason::APPROVAL_MISMATCH, "Approve", &note).await;
+                let note = format!(
+                    "spec.approvedPlanId {id} names no plan: this request has no plan to approve"
+                );
+                ctx.events
+                    .publish(
+                        &object_ref(req.as_ref()),
+                        true,
+                        reason::APPROVAL_MISMATCH,
+                        "Approve",
+                        &note,
+                    )
+                    .await;
             }
             let mut s = status.clone();
             s.observed_generation = req.metadata.generation;
@@ -113,14 +123,26 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             write_plan(&plan_api, &old, plan.status.as_ref(), ps).await?;
             metrics().plan_phase("Superseded");
             ctx.events
-                .publish(&object_ref(&plan), false, reason::SUPERSEDED, "Supersede", "the request changed; a new plan replaces this one")
+                .publish(
+                    &object_ref(&plan),
+                    false,
+                    reason::SUPERSEDED,
+                    "Supersede",
+                    "the request changed; a new plan replaces this one",
+                )
                 .await;
         }
     }
 
     let started = Instant::now();
     status.phase = Some(RequestPhase::Planning);
-    status.conditions = request_conditions(&status.conditions, RequestPhase::Planning, reason::PLANNING, "investigating", gen_);
+    status.conditions = request_conditions(
+        &status.conditions,
+        RequestPhase::Planning,
+        reason::PLANNING,
+        "investigating",
+        gen_,
+    );
     status.observed_generation = gen_;
     let status = write_request(&req_api, req, status).await?;
 
@@ -151,16 +173,38 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let finish = |mut next: AIRequestStatus, phase: RequestPhase, why: &str, answer: String| {
         next.phase = Some(phase);
         next.summary = Some(summary_of(&answer));
-        next.conditions = request_conditions(&status.conditions, phase, why, &next.summary.clone().unwrap_or_default(), gen_);
+        next.conditions = request_conditions(
+            &status.conditions,
+            phase,
+            why,
+            &next.summary.clone().unwrap_or_default(),
+            gen_,
+        );
         next.answer = Some(answer);
         next
     };
 
     if outcome.mutations.is_empty() {
-        let next = finish(next, RequestPhase::Answered, reason::ANSWERED, outcome.answer.clone());
+        let next = finish(
+            next,
+            RequestPhase::Answered,
+            reason::ANSWERED,
+            outcome.answer.clone(),
+        );
         write_request(&req_api, req, next).await?;
-        metrics().requests.with_label_values(&[&op, "answered"]).inc();
-        ctx.events.publish(&req_ref, false, reason::ANSWERED, "Answer", &format!("answered ({op}) without changes")).await;
+        metrics()
+            .requests
+            .with_label_values(&[&op, "answered"])
+            .inc();
+        ctx.events
+            .publish(
+                &req_ref,
+                false,
+                reason::ANSWERED,
+                "Answer",
+                &format!("answered ({op}) without changes"),
+            )
+            .await;
         return Ok(Action::requeue(IDLE_REQUEUE));
     }
 
@@ -170,7 +214,11 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let mut risks = vec![];
     let mut warnings = vec![];
     if outcome.mutations.len() > g.max_steps {
-        blocked.push(format!("a plan may have at most {} steps, not {}", g.max_steps, outcome.mutations.len()));
+        blocked.push(format!(
+            "a plan may have at most {} steps, not {}",
+            g.max_steps,
+            outcome.mutations.len()
+        ));
     }
     for m in &outcome.mutations {
         match g.check(m) {
@@ -183,11 +231,19 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     }
     if !blocked.is_empty() {
         let why = blocked.join("; ");
-        let answer = format!("{}\n\n⛔ **Blocked**: {why}. No plan was created.", outcome.answer.trim_end());
+        let answer = format!(
+            "{}\n\n⛔ **Blocked**: {why}. No plan was created.",
+            outcome.answer.trim_end()
+        );
         let next = finish(next, RequestPhase::Failed, reason::BLOCKED, answer);
         write_request(&req_api, req, next).await?;
-        metrics().requests.with_label_values(&[&op, "blocked"]).inc();
-        ctx.events.publish(&req_ref, true, reason::BLOCKED, "Plan", &why).await;
+        metrics()
+            .requests
+            .with_label_values(&[&op, "blocked"])
+            .inc();
+        ctx.events
+            .publish(&req_ref, true, reason::BLOCKED, "Plan", &why)
+            .await;
         return Ok(Action::requeue(IDLE_REQUEUE));
     }
 
@@ -202,11 +258,16 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 let msg = format!("could not plan `{}`: {e}", m.tool_name());
-                let answer = format!("{}\n\n❌ {msg}. No plan was created.", outcome.answer.trim_end());
+                let answer = format!(
+                    "{}\n\n❌ {msg}. No plan was created.",
+                    outcome.answer.trim_end()
+                );
                 let next = finish(next, RequestPhase::Failed, reason::FAILED, answer);
                 write_request(&req_api, req, next).await?;
                 metrics().requests.with_label_values(&[&op, "failed"]).inc();
-                ctx.events.publish(&req_ref, true, reason::FAILED, "Plan", &msg).await;
+                ctx.events
+                    .publish(&req_ref, true, reason::FAILED, "Plan", &msg)
+                    .await;
                 return Ok(Action::requeue(IDLE_REQUEUE));
             }
         }
@@ -222,10 +283,19 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0)
         + 1;
-    let base = if name.len() > 240 { &name[..240] } else { name.as_str() };
+    let base = if name.len() > 240 {
+        &name[..240]
+    } else {
+        name.as_str()
+    };
     let plan_name = format!("{base}-{seq}");
-    let expires = Timestamp::now() + SignedDuration::try_from(ctx.config.plan_ttl).unwrap_or(SignedDuration::from_hours(1));
-    let plan_summary = steps.iter().map(|s| s.reason.clone()).collect::<Vec<_>>().join("; ");
+    let expires = Timestamp::now()
+        + SignedDuration::try_from(ctx.config.plan_ttl).unwrap_or(SignedDuration::from_hours(1));
+    let plan_summary = steps
+        .iter()
+        .map(|s| s.reason.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
 
     let plan = AIPlan {
         metadata: ObjectMeta {
@@ -254,7 +324,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         target_namespace: Some(target_ns.clone()),
         summary: Some(truncate(&plan_summary, 1024)),
         risk: Some(risk),
-        step_count: Some(steps.len() as u32),
+        step_count: Some(steps.len() as i32),
         steps: steps.clone(),
         expires_at: Some(Time(expires)),
         conditions: plan_conditions(
@@ -270,8 +340,14 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     write_plan(&plan_api, &plan_name, None, plan_status).await?;
     metrics().plan_phase("AwaitingApproval");
 
-    let mut answer = outcome.answer.trim_end().to_string();
-    answer.push_str(&format!("\n\n### Plan `{plan_name}` — risk **{risk:?}**, plan id `{id}`\n\n"));
+    let mut answer = format!(
+        "⏸️ **Approval required**: {}.\n\n{}",
+        plan_summary.replace('`', ""),
+        outcome.answer.trim_end()
+    );
+    answer.push_str(&format!(
+        "\n\n### Plan `{plan_name}` — risk **{risk:?}**, plan id `{id}`\n\n"
+    ));
     for (i, s) in steps.iter().enumerate() {
         answer.push_str(&format!(
             "{}. {} (risk {:?})\n   - preview (server-side dry run): `{}`\n   - rollback: `{}`\n",
@@ -289,19 +365,37 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         "\n⏸️ Nothing changes until this exact plan id is approved (expires {}):\n\n    {approve_cmd}\n\nor commit `spec.approvedPlanId: \"{id}\"` to this AIRequest (GitOps).",
         expires.round(jiff::Unit::Second).unwrap_or(expires)
     ));
-    let mut next = finish(next, RequestPhase::AwaitingApproval, reason::APPROVAL_REQUIRED, answer);
+    let mut next = finish(
+        next,
+        RequestPhase::AwaitingApproval,
+        reason::APPROVAL_REQUIRED,
+        answer,
+    );
     next.plan_ref = Some(plan_name.clone());
     next.plan_id = Some(id.clone());
     write_request(&req_api, req, next).await?;
-    metrics().requests.with_label_values(&[&op, "planned"]).inc();
+    metrics()
+        .requests
+        .with_label_values(&[&op, "planned"])
+        .inc();
 
     let note = format!("plan {plan_name} (id {id}, risk {risk:?}): {plan_summary}");
     let plan_ref = object_ref(&created);
-    ctx.events.publish(&req_ref, false, reason::PLANNED, "Plan", &note).await;
-    ctx.events.publish(&plan_ref, false, reason::PLANNED, "Plan", &note).await;
-    let ask = format!("approve with spec.approval.planId={id} on AIPlan {plan_name} or spec.approvedPlanId on the AIRequest");
-    ctx.events.publish(&plan_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask).await;
-    ctx.events.publish(&req_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask).await;
+    ctx.events
+        .publish(&req_ref, false, reason::PLANNED, "Plan", &note)
+        .await;
+    ctx.events
+        .publish(&plan_ref, false, reason::PLANNED, "Plan", &note)
+        .await;
+    let ask = format!(
+        "approve with spec.approval.planId={id} on AIPlan {plan_name} or spec.approvedPlanId on the AIRequest"
+    );
+    ctx.events
+        .publish(&plan_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask)
+        .await;
+    ctx.events
+        .publish(&req_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask)
+        .await;
 
     // A GitOps approval may already be committed with the request.
     if req.spec.approved_plan_id.is_some() {
@@ -312,11 +406,18 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
 
 fn requeue_until(t: Timestamp) -> Action {
     let left = t.as_millisecond() - Timestamp::now().as_millisecond();
-    Action::requeue(Duration::from_millis(left.clamp(10, IDLE_REQUEUE.as_millis() as i64) as u64 + 5))
+    Action::requeue(Duration::from_millis(
+        left.clamp(10, IDLE_REQUEUE.as_millis() as i64) as u64 + 5,
+    ))
 }
 
 /// Moves the request's current plan along: approval gate, expiry, execution.
-async fn drive_plan(req: &AIRequest, ctx: &Context, plan_name: &str, rstatus: AIRequestStatus) -> Result<Action, Error> {
+async fn drive_plan(
+    req: &AIRequest,
+    ctx: &Context,
+    plan_name: &str,
+    rstatus: AIRequestStatus,
+) -> Result<Action, Error> {
     let ns = req.namespace().unwrap_or_default();
     let req_api = requests(ctx, &ns);
     let plan_api = plans(ctx, &ns);
@@ -328,12 +429,22 @@ async fn drive_plan(req: &AIRequest, ctx: &Context, plan_name: &str, rstatus: AI
             return Ok(Action::await_change());
         }
         let mut s = rstatus.clone();
-        let msg = format!("AIPlan {plan_name} was deleted before it finished; change the request to plan again");
+        let msg = format!(
+            "AIPlan {plan_name} was deleted before it finished; change the request to plan again"
+        );
         s.phase = Some(RequestPhase::Failed);
-        s.conditions = request_conditions(&s.conditions, RequestPhase::Failed, reason::FAILED, &msg, gen_);
+        s.conditions = request_conditions(
+            &s.conditions,
+            RequestPhase::Failed,
+            reason::FAILED,
+            &msg,
+            gen_,
+        );
         s.observed_generation = gen_;
         write_request(&req_api, req, s).await?;
-        ctx.events.publish(&req_ref, true, reason::FAILED, "Execute", &msg).await;
+        ctx.events
+            .publish(&req_ref, true, reason::FAILED, "Execute", &msg)
+            .await;
         return Ok(Action::await_change());
     };
     let plan_ref = object_ref(&plan);
@@ -352,30 +463,69 @@ async fn drive_plan(req: &AIRequest, ctx: &Context, plan_name: &str, rstatus: AI
         match decide_approval(&plan, req, Timestamp::now()) {
             ApprovalDecision::Waiting => {
                 touch_generation(req, ctx, rstatus).await?;
-                return Ok(requeue_until(ps.expires_at.clone().map(|t| t.0).unwrap_or_else(Timestamp::now)));
+                return Ok(requeue_until(
+                    ps.expires_at
+                        .clone()
+                        .map(|t| t.0)
+                        .unwrap_or_else(Timestamp::now),
+                ));
             }
             ApprovalDecision::Mismatch { given, source } => {
                 if ps.last_mismatched_plan_id.as_deref() != Some(given.as_str()) {
-                    let note = format!("{source} is {given}, but this plan's id is {id}: nothing runs");
-                    ctx.events.publish(&plan_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note).await;
-                    ctx.events.publish(&req_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note).await;
+                    let note =
+                        format!("{source} is {given}, but this plan's id is {id}: nothing runs");
+                    ctx.events
+                        .publish(&plan_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
+                        .await;
+                    ctx.events
+                        .publish(&req_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
+                        .await;
                     let cur = plan.status.clone();
                     ps.last_mismatched_plan_id = Some(given);
                     write_plan(&plan_api, plan_name, cur.as_ref(), ps.clone()).await?;
                 }
                 touch_generation(req, ctx, rstatus).await?;
-                return Ok(requeue_until(ps.expires_at.clone().map(|t| t.0).unwrap_or_else(Timestamp::now)));
+                return Ok(requeue_until(
+                    ps.expires_at
+                        .clone()
+                        .map(|t| t.0)
+                        .unwrap_or_else(Timestamp::now),
+                ));
             }
             ApprovalDecision::Rejected { reason: why } => {
                 let msg = format!("rejected: {why}");
-                return finish_plan(req, ctx, &plan, ps, PlanPhase::Rejected, RequestPhase::Rejected, reason::REJECTED, &msg, false).await;
+                return finish_plan(
+                    req,
+                    ctx,
+                    &plan,
+                    ps,
+                    PlanPhase::Rejected,
+                    RequestPhase::Rejected,
+                    reason::REJECTED,
+                    &msg,
+                    false,
+                )
+                .await;
             }
             ApprovalDecision::Expired => {
                 let msg = format!("plan {id} expired before it was approved; nothing was changed");
-                return finish_plan(req, ctx, &plan, ps, PlanPhase::Expired, RequestPhase::Expired, reason::EXPIRED, &msg, true).await;
+                return finish_plan(
+                    req,
+                    ctx,
+                    &plan,
+                    ps,
+                    PlanPhase::Expired,
+                    RequestPhase::Expired,
+                    reason::EXPIRED,
+                    &msg,
+                    true,
+                )
+                .await;
             }
             d @ ApprovalDecision::Approved { .. } => {
-                let ApprovalDecision::Approved { source, comment } = &d else { unreachable!() };
+                let ApprovalDecision::Approved { source, comment } = &d else {
+                    unreachable!()
+                };
                 ps.phase = Some(PlanPhase::Approved);
                 ps.approved_at = Some(Time(Timestamp::now()));
                 ps.approved_by = Some(match comment {
@@ -383,15 +533,31 @@ async fn drive_plan(req: &AIRequest, ctx: &Context, plan_name: &str, rstatus: AI
                     None => source.to_string(),
                 });
                 ps.observed_generation = pgen;
-                ps.conditions = plan_conditions(&ps.conditions, PlanPhase::Approved, reason::APPROVED, &format!("approved via {source}"), pgen);
+                ps.conditions = plan_conditions(
+                    &ps.conditions,
+                    PlanPhase::Approved,
+                    reason::APPROVED,
+                    &format!("approved via {source}"),
+                    pgen,
+                );
                 ps = write_plan(&plan_api, plan_name, plan.status.as_ref(), ps).await?;
                 metrics().plan_phase("Approved");
                 let note = format!("plan {id} approved via {source}");
-                ctx.events.publish(&plan_ref, false, reason::APPROVED, "Approve", &note).await;
-                ctx.events.publish(&req_ref, false, reason::APPROVED, "Approve", &note).await;
+                ctx.events
+                    .publish(&plan_ref, false, reason::APPROVED, "Approve", &note)
+                    .await;
+                ctx.events
+                    .publish(&req_ref, false, reason::APPROVED, "Approve", &note)
+                    .await;
                 let mut rs = rstatus.clone();
                 rs.phase = Some(RequestPhase::Executing);
-                rs.conditions = request_conditions(&rs.conditions, RequestPhase::Executing, reason::EXECUTING, &note, gen_);
+                rs.conditions = request_conditions(
+                    &rs.conditions,
+                    RequestPhase::Executing,
+                    reason::EXECUTING,
+                    &note,
+                    gen_,
+                );
                 rs.observed_generation = gen_;
                 write_request(&req_api, req, rs).await?;
                 return run_plan(req, ctx, &plan, ps, &d).await;
@@ -406,8 +572,20 @@ async fn drive_plan(req: &AIRequest, ctx: &Context, plan_name: &str, rstatus: AI
     };
     if ps.approved_at.is_none() {
         // Never approved: refuse to run whatever the phase says.
-        let msg = "plan is marked as executing but carries no approval; refusing to run it".to_string();
-        return finish_plan(req, ctx, &plan, ps, PlanPhase::Failed, RequestPhase::Failed, reason::FAILED, &msg, true).await;
+        let msg =
+            "plan is marked as executing but carries no approval; refusing to run it".to_string();
+        return finish_plan(
+            req,
+            ctx,
+            &plan,
+            ps,
+            PlanPhase::Failed,
+            RequestPhase::Failed,
+            reason::FAILED,
+            &msg,
+            true,
+        )
+        .await;
     }
     run_plan(req, ctx, &plan, ps, &d).await
 }
@@ -428,40 +606,85 @@ async fn run_plan(
     let name = plan.name_any();
     let pgen = plan.metadata.generation;
     let last = std::sync::Mutex::new(plan.status.clone());
-    let writer = |mut s: AIPlanStatus| -> futures::future::BoxFuture<'_, Result<AIPlanStatus, kube::Error>> {
-        let plan_api = plan_api.clone();
-        let name = name.clone();
-        let last = &last;
-        Box::pin(async move {
-            let phase = s.phase.unwrap_or(PlanPhase::Executing);
-            s.conditions = plan_conditions(&s.conditions, phase, plan_reason(phase), "executing approved steps", pgen);
-            let cur = last.lock().map(|g| g.clone()).unwrap_or(None);
-            let s = write_plan(&plan_api, &name, cur.as_ref(), s).await?;
-            if let Ok(mut g) = last.lock() {
-                *g = Some(s.clone());
-            }
-            Ok(s)
-        })
-    };
-    let (ps, outcome) = execute::execute(&ctx.client, &ctx.events, plan, ps, &token, &writer, ctx.config.failpoint).await?;
+    let writer =
+        |mut s: AIPlanStatus| -> futures::future::BoxFuture<'_, Result<AIPlanStatus, kube::Error>> {
+            let plan_api = plan_api.clone();
+            let name = name.clone();
+            let last = &last;
+            Box::pin(async move {
+                let phase = s.phase.unwrap_or(PlanPhase::Executing);
+                s.conditions = plan_conditions(
+                    &s.conditions,
+                    phase,
+                    plan_reason(phase),
+                    "executing approved steps",
+                    pgen,
+                );
+                let cur = last.lock().map(|g| g.clone()).unwrap_or(None);
+                let s = write_plan(&plan_api, &name, cur.as_ref(), s).await?;
+                if let Ok(mut g) = last.lock() {
+                    *g = Some(s.clone());
+                }
+                Ok(s)
+            })
+        };
+    let (ps, outcome) = execute::execute(
+        &ctx.client,
+        &ctx.events,
+        plan,
+        ps,
+        &token,
+        &writer,
+        ctx.config.failpoint,
+    )
+    .await?;
     let current = last.lock().map(|g| g.clone()).unwrap_or(None);
     let mut plan_now = plan.clone();
     plan_now.status = current;
     match outcome {
         ExecOutcome::Succeeded => {
-            let lines: Vec<String> = ps
-                .steps
-                .iter()
-                .map(|s| format!("- ✅ {} ({})", s.reason, s.message.clone().unwrap_or_default()))
-                .collect();
-            let msg = format!("all {} step(s) succeeded:\n{}", ps.steps.len(), lines.join("\n"));
-            finish_plan(req, ctx, &plan_now, ps, PlanPhase::Succeeded, RequestPhase::Succeeded, reason::SUCCEEDED, &msg, false).await
+            let done: Vec<String> = ps.steps.iter().map(|s| s.reason.replace('`', "")).collect();
+            let msg = format!("{} ({} step(s) succeeded)", done.join("; "), ps.steps.len());
+            finish_plan(
+                req,
+                ctx,
+                &plan_now,
+                ps,
+                PlanPhase::Succeeded,
+                RequestPhase::Succeeded,
+                reason::SUCCEEDED,
+                &msg,
+                false,
+            )
+            .await
         }
         ExecOutcome::Drifted(msg) => {
-            finish_plan(req, ctx, &plan_now, ps, PlanPhase::Failed, RequestPhase::Failed, reason::DRIFTED, &msg, true).await
+            finish_plan(
+                req,
+                ctx,
+                &plan_now,
+                ps,
+                PlanPhase::Failed,
+                RequestPhase::Failed,
+                reason::DRIFTED,
+                &msg,
+                true,
+            )
+            .await
         }
         ExecOutcome::Failed(msg) => {
-            finish_plan(req, ctx, &plan_now, ps, PlanPhase::Failed, RequestPhase::Failed, reason::FAILED, &msg, true).await
+            finish_plan(
+                req,
+                ctx,
+                &plan_now,
+                ps,
+                PlanPhase::Failed,
+                RequestPhase::Failed,
+                reason::FAILED,
+                &msg,
+                true,
+            )
+            .await
         }
     }
 }
@@ -492,17 +715,29 @@ async fn finish_plan(
     let ps = write_plan(&plans(ctx, &ns), &name, plan.status.as_ref(), ps).await?;
     metrics().plan_phase(&format!("{phase:?}"));
     let op = ps.steps.first().map(|s| s.tool.clone()).unwrap_or_default();
-    metrics().requests.with_label_values(&[&op, &format!("{rphase:?}").to_lowercase()]).inc();
+    metrics()
+        .requests
+        .with_label_values(&[&op, &format!("{rphase:?}").to_lowercase()])
+        .inc();
     let note = truncate(msg, 1000);
-    ctx.events.publish(&object_ref(plan), warning, why, "Finish", &note).await;
-    ctx.events.publish(&object_ref(req), warning, why, "Finish", &note).await;
+    ctx.events
+        .publish(&object_ref(plan), warning, why, "Finish", &note)
+        .await;
+    ctx.events
+        .publish(&object_ref(req), warning, why, "Finish", &note)
+        .await;
     sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
     let _ = rphase;
     Ok(Action::requeue(IDLE_REQUEUE))
 }
 
 /// Mirrors a final plan phase onto the request (phase, answer, conditions).
-async fn sync_request_final(req: &AIRequest, ctx: &Context, ps: &AIPlanStatus, rstatus: AIRequestStatus) -> Result<(), Error> {
+async fn sync_request_final(
+    req: &AIRequest,
+    ctx: &Context,
+    ps: &AIPlanStatus,
+    rstatus: AIRequestStatus,
+) -> Result<(), Error> {
     let ns = req.namespace().unwrap_or_default();
     let gen_ = req.metadata.generation;
     let phase = match ps.phase {
@@ -513,22 +748,38 @@ async fn sync_request_final(req: &AIRequest, ctx: &Context, ps: &AIPlanStatus, r
         _ => RequestPhase::Failed,
     };
     let ready = ps.conditions.iter().find(|c| c.type_ == crate::api::READY);
-    let why = ready.map(|c| c.reason.clone()).unwrap_or_else(|| format!("{phase:?}"));
+    let why = ready
+        .map(|c| c.reason.clone())
+        .unwrap_or_else(|| format!("{phase:?}"));
     let msg = ready.map(|c| c.message.clone()).unwrap_or_default();
     let head = match phase {
         RequestPhase::Succeeded => "✅ Done".to_string(),
         RequestPhase::Rejected => "🚫 The plan was rejected; nothing was changed".to_string(),
-        RequestPhase::Expired => "⌛ The plan expired before approval; nothing was changed".to_string(),
-        _ if why == reason::DRIFTED => "⚠️ Stopped: the cluster changed since the plan was made".to_string(),
+        RequestPhase::Expired => {
+            "⌛ The plan expired before approval; nothing was changed".to_string()
+        }
+        _ if why == reason::DRIFTED => {
+            "⚠️ Stopped: the cluster changed since the plan was made".to_string()
+        }
         _ => "❌ The plan failed".to_string(),
     };
     let mut s = rstatus.clone();
     let answer = format!(
         "{head}: {msg}\n\nPlan `{}` (id `{}`), {}.{}",
-        ps.request.as_ref().map(|_| s.plan_ref.clone().unwrap_or_default()).unwrap_or_default(),
+        ps.request
+            .as_ref()
+            .map(|_| s.plan_ref.clone().unwrap_or_default())
+            .unwrap_or_default(),
         ps.plan_id.clone().unwrap_or_default(),
-        ps.approved_by.as_ref().map(|b| format!("approved via {b}")).unwrap_or_else(|| "not approved".into()),
-        if why == reason::DRIFTED { " Edit or re-create the request to plan again against the current state." } else { "" }
+        ps.approved_by
+            .as_ref()
+            .map(|b| format!("approved via {b}"))
+            .unwrap_or_else(|| "not approved".into()),
+        if why == reason::DRIFTED {
+            " Edit or re-create the request to plan again against the current state."
+        } else {
+            ""
+        }
     );
     s.phase = Some(phase);
     s.summary = Some(summary_of(&answer));
@@ -540,7 +791,11 @@ async fn sync_request_final(req: &AIRequest, ctx: &Context, ps: &AIPlanStatus, r
 }
 
 /// Keeps `observedGeneration` current when only `approvedPlanId` changed.
-async fn touch_generation(req: &AIRequest, ctx: &Context, rstatus: AIRequestStatus) -> Result<(), Error> {
+async fn touch_generation(
+    req: &AIRequest,
+    ctx: &Context,
+    rstatus: AIRequestStatus,
+) -> Result<(), Error> {
     if rstatus.observed_generation == req.metadata.generation {
         return Ok(());
     }
@@ -579,11 +834,26 @@ mod tests {
         };
         assert_eq!(d, input_digest(&explicit, "shop"));
         for changed in [
-            AIRequestSpec { prompt: "scale nginx to 6".into(), ..spec.clone() },
-            AIRequestSpec { target_namespace: Some("other".into()), ..spec.clone() },
-            AIRequestSpec { mode: Some(Mode::ReadOnly), ..spec.clone() },
-            AIRequestSpec { model: Some("m".into()), ..spec.clone() },
-            AIRequestSpec { conversation: Some("c".into()), ..spec.clone() },
+            AIRequestSpec {
+                prompt: "scale nginx to 6".into(),
+                ..spec.clone()
+            },
+            AIRequestSpec {
+                target_namespace: Some("other".into()),
+                ..spec.clone()
+            },
+            AIRequestSpec {
+                mode: Some(Mode::ReadOnly),
+                ..spec.clone()
+            },
+            AIRequestSpec {
+                model: Some("m".into()),
+                ..spec.clone()
+            },
+            AIRequestSpec {
+                conversation: Some("c".into()),
+                ..spec.clone()
+            },
         ] {
             assert_ne!(d, input_digest(&changed, "shop"), "{changed:?}");
         }
@@ -591,7 +861,10 @@ mod tests {
 
     #[test]
     fn summary_is_first_text_line() {
-        assert_eq!(summary_of("📊 **Pods in `shop`**\n\n| a |"), "📊 Pods in shop");
+        assert_eq!(
+            summary_of("📊 **Pods in `shop`**\n\n| a |"),
+            "📊 Pods in shop"
+        );
         assert_eq!(summary_of("\n\n### Plan `x`"), "Plan x");
     }
 }

@@ -9,8 +9,8 @@ use kube::{
 use serde_json::json;
 
 use crate::api::{
-    AIPlan, AIPlanStatus, AIRequest, AIRequestStatus, MANAGER, PlanPhase, READY, RECONCILING, RequestPhase, STALLED,
-    condition, conditions_eq, reason,
+    AIPlan, AIPlanStatus, AIRequest, AIRequestStatus, MANAGER, PlanPhase, READY, RECONCILING,
+    RequestPhase, STALLED, condition, conditions_eq, reason,
 };
 
 /// Conditions for a request phase: `Ready` always; `Reconciling` while the
@@ -25,11 +25,27 @@ pub fn request_conditions(
     let now = Timestamp::now();
     let ready = matches!(phase, RequestPhase::Answered | RequestPhase::Succeeded);
     let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
-    if matches!(phase, RequestPhase::Pending | RequestPhase::Planning | RequestPhase::Executing) {
-        out.push(condition(prev, RECONCILING, true, why, message, generation, now));
+    if matches!(
+        phase,
+        RequestPhase::Pending | RequestPhase::Planning | RequestPhase::Executing
+    ) {
+        out.push(condition(
+            prev,
+            RECONCILING,
+            true,
+            why,
+            message,
+            generation,
+            now,
+        ));
     }
-    if matches!(phase, RequestPhase::Failed | RequestPhase::Rejected | RequestPhase::Expired) {
-        out.push(condition(prev, STALLED, true, why, message, generation, now));
+    if matches!(
+        phase,
+        RequestPhase::Failed | RequestPhase::Rejected | RequestPhase::Expired
+    ) {
+        out.push(condition(
+            prev, STALLED, true, why, message, generation, now,
+        ));
     }
     out
 }
@@ -46,10 +62,23 @@ pub fn plan_conditions(
     let ready = phase == PlanPhase::Succeeded;
     let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
     if matches!(phase, PlanPhase::Approved | PlanPhase::Executing) {
-        out.push(condition(prev, RECONCILING, true, why, message, generation, now));
+        out.push(condition(
+            prev,
+            RECONCILING,
+            true,
+            why,
+            message,
+            generation,
+            now,
+        ));
     }
-    if matches!(phase, PlanPhase::Failed | PlanPhase::Rejected | PlanPhase::Expired) {
-        out.push(condition(prev, STALLED, true, why, message, generation, now));
+    if matches!(
+        phase,
+        PlanPhase::Failed | PlanPhase::Rejected | PlanPhase::Expired
+    ) {
+        out.push(condition(
+            prev, STALLED, true, why, message, generation, now,
+        ));
     }
     out
 }
@@ -91,7 +120,11 @@ pub async fn write_request(
     req: &AIRequest,
     status: AIRequestStatus,
 ) -> Result<AIRequestStatus, kube::Error> {
-    if req.status.as_ref().is_some_and(|cur| request_eq(cur, &status)) {
+    if req
+        .status
+        .as_ref()
+        .is_some_and(|cur| request_eq(cur, &status))
+    {
         return Ok(status);
     }
     let patch = json!({
@@ -100,8 +133,12 @@ pub async fn write_request(
         "status": status,
     });
     let name = kube::ResourceExt::name_any(req);
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(status)
 }
 
@@ -120,8 +157,12 @@ pub async fn write_plan(
         "kind": "AIPlan",
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(status)
 }
 
@@ -135,11 +176,20 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].type_.as_str(), c[0].status.as_str()), (READY, "True"));
         let c = request_conditions(&[], RequestPhase::Planning, "Planning", "", Some(1));
-        assert!(c.iter().any(|c| c.type_ == RECONCILING && c.status == "True"));
+        assert!(
+            c.iter()
+                .any(|c| c.type_ == RECONCILING && c.status == "True")
+        );
         let c = request_conditions(&[], RequestPhase::Failed, "Blocked", "", Some(2));
         assert!(c.iter().any(|c| c.type_ == STALLED && c.status == "True"));
         assert!(c.iter().all(|c| c.observed_generation == Some(2)));
-        let c = plan_conditions(&[], PlanPhase::AwaitingApproval, "ApprovalRequired", "", Some(1));
+        let c = plan_conditions(
+            &[],
+            PlanPhase::AwaitingApproval,
+            "ApprovalRequired",
+            "",
+            Some(1),
+        );
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].status, "False");
     }
@@ -152,8 +202,9 @@ mod tests {
             ..Default::default()
         };
         let mut b = a.clone();
-        b.conditions[0].last_transition_time =
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2020-01-01T00:00:00Z".parse().unwrap());
+        b.conditions[0].last_transition_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2020-01-01T00:00:00Z".parse().unwrap(),
+        );
         assert!(request_eq(&a, &b));
         b.phase = Some(RequestPhase::Failed);
         assert!(!request_eq(&a, &b));

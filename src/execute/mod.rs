@@ -28,7 +28,10 @@ pub struct Approved {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalDecision {
     /// An approval names the exact plan id.
-    Approved { source: &'static str, comment: Option<String> },
+    Approved {
+        source: &'static str,
+        comment: Option<String>,
+    },
     /// The plan was rejected.
     Rejected { reason: String },
     /// The plan expired before an approval arrived.
@@ -45,7 +48,9 @@ pub const SOURCE_GITOPS: &str = "AIRequest spec.approvedPlanId";
 /// Decides what to do with a plan awaiting approval. Pure.
 pub fn decide_approval(plan: &AIPlan, request: &AIRequest, now: Timestamp) -> ApprovalDecision {
     if let Some(r) = &plan.spec.rejection {
-        return ApprovalDecision::Rejected { reason: r.reason.clone() };
+        return ApprovalDecision::Rejected {
+            reason: r.reason.clone(),
+        };
     }
     let status = plan.status.clone().unwrap_or_default();
     let Some(id) = status.plan_id.as_deref() else {
@@ -55,7 +60,10 @@ pub fn decide_approval(plan: &AIPlan, request: &AIRequest, now: Timestamp) -> Ap
         return ApprovalDecision::Expired;
     }
     let candidates = [
-        (plan.spec.approval.as_ref().map(|a| a.plan_id.as_str()), SOURCE_PLAN),
+        (
+            plan.spec.approval.as_ref().map(|a| a.plan_id.as_str()),
+            SOURCE_PLAN,
+        ),
         (request.spec.approved_plan_id.as_deref(), SOURCE_GITOPS),
     ];
     for (given, source) in candidates {
@@ -68,7 +76,10 @@ pub fn decide_approval(plan: &AIPlan, request: &AIRequest, now: Timestamp) -> Ap
     }
     for (given, source) in candidates {
         if let Some(g) = given {
-            return ApprovalDecision::Mismatch { given: g.to_string(), source };
+            return ApprovalDecision::Mismatch {
+                given: g.to_string(),
+                source,
+            };
         }
     }
     ApprovalDecision::Waiting
@@ -125,8 +136,11 @@ pub enum ExecError {
 }
 
 /// Persists a plan status (server-side apply of the whole status, one field manager).
-pub type StatusWriter<'a> =
-    &'a (dyn Fn(AIPlanStatus) -> futures::future::BoxFuture<'a, Result<AIPlanStatus, kube::Error>> + Send + Sync);
+pub type StatusWriter<'a> = &'a (
+        dyn Fn(AIPlanStatus) -> futures::future::BoxFuture<'a, Result<AIPlanStatus, kube::Error>>
+            + Send
+            + Sync
+    );
 
 /// Runs the steps of an approved plan in order.
 pub async fn execute(
@@ -154,27 +168,41 @@ pub async fn execute(
         let resumed = step.state == StepState::Running;
         match (&check, resumed) {
             (Check::Applied, true) => {
-                let msg = format!("verified after restart: step {n} had already been applied; not run again");
+                let msg = format!(
+                    "verified after restart: step {n} had already been applied; not run again"
+                );
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(msg.clone());
                 status = write(status).await.map_err(ExecError::Status)?;
-                events.publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg).await;
+                events
+                    .publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg)
+                    .await;
                 continue;
             }
             (Check::NotApplied, _) => {}
             (Check::Applied, false) | (Check::Drifted(_), _) => {
                 let why = match check {
                     Check::Drifted(w) => w,
-                    _ => format!("{} {} already changed since planning", step.target.kind, step.target.name),
+                    _ => format!(
+                        "{} {} already changed since planning",
+                        step.target.kind, step.target.name
+                    ),
                 };
-                let msg = format!("step {n} ({}): {why}; nothing was changed. Create a new plan.", step.tool);
+                let msg = format!(
+                    "step {n} ({}): {why}; nothing was changed. Create a new plan.",
+                    step.tool
+                );
                 status.steps[i].state = StepState::Failed;
                 status.steps[i].message = Some(msg.clone());
                 skip_rest(&mut status, i + 1);
                 status = write(status).await.map_err(ExecError::Status)?;
-                events.publish(&plan_ref, true, reason::DRIFTED, &action, &msg).await;
-                events.publish(&target_ref, true, reason::DRIFTED, &action, &msg).await;
+                events
+                    .publish(&plan_ref, true, reason::DRIFTED, &action, &msg)
+                    .await;
+                events
+                    .publish(&target_ref, true, reason::DRIFTED, &action, &msg)
+                    .await;
                 return Ok((status, ExecOutcome::Drifted(msg)));
             }
         }
@@ -187,8 +215,12 @@ pub async fn execute(
         status.phase = Some(PlanPhase::Executing);
         status = write(status).await.map_err(ExecError::Status)?;
         let note = format!("step {n}: {} — before: {}", step.reason, before);
-        events.publish(&plan_ref, false, reason::STEP_STARTED, &action, &note).await;
-        events.publish(&target_ref, false, reason::STEP_STARTED, &action, &note).await;
+        events
+            .publish(&plan_ref, false, reason::STEP_STARTED, &action, &note)
+            .await;
+        events
+            .publish(&target_ref, false, reason::STEP_STARTED, &action, &note)
+            .await;
         failpoint.hit(FailPoint::AfterStepRunning);
 
         let result = mutation.apply(client, &step, token).await;
@@ -196,7 +228,10 @@ pub async fn execute(
         match result {
             Ok(after) => {
                 let after = mutation.summary_of(Some(&after));
-                let msg = format!("step {n}: {} — before: {before}, after: {after}", step.reason);
+                let msg = format!(
+                    "step {n}: {} — before: {before}, after: {after}",
+                    step.reason
+                );
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(format!("applied; after: {after}"));
@@ -204,8 +239,12 @@ pub async fn execute(
                 if !last {
                     status = write(status).await.map_err(ExecError::Status)?;
                 }
-                events.publish(&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg).await;
-                events.publish(&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg).await;
+                events
+                    .publish(&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg)
+                    .await;
+                events
+                    .publish(&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg)
+                    .await;
             }
             Err(e) if e.is_transient() => {
                 // Left Running: the next attempt verifies whether it landed.
@@ -218,8 +257,12 @@ pub async fn execute(
                 status.steps[i].message = Some(msg.clone());
                 skip_rest(&mut status, i + 1);
                 status = write(status).await.map_err(ExecError::Status)?;
-                events.publish(&plan_ref, true, reason::STEP_FAILED, &action, &msg).await;
-                events.publish(&target_ref, true, reason::STEP_FAILED, &action, &msg).await;
+                events
+                    .publish(&plan_ref, true, reason::STEP_FAILED, &action, &msg)
+                    .await;
+                events
+                    .publish(&target_ref, true, reason::STEP_FAILED, &action, &msg)
+                    .await;
                 return Ok((status, ExecOutcome::Failed(msg)));
             }
         }
@@ -275,9 +318,21 @@ mod tests {
     #[test]
     fn exact_id_approves_from_either_source() {
         let (p, r) = fixture(Some("0123456789abcdef"), None, LATER);
-        assert!(matches!(decide_approval(&p, &r, now()), ApprovalDecision::Approved { source: SOURCE_PLAN, .. }));
+        assert!(matches!(
+            decide_approval(&p, &r, now()),
+            ApprovalDecision::Approved {
+                source: SOURCE_PLAN,
+                ..
+            }
+        ));
         let (p, r) = fixture(None, Some("0123456789abcdef"), LATER);
-        assert!(matches!(decide_approval(&p, &r, now()), ApprovalDecision::Approved { source: SOURCE_GITOPS, .. }));
+        assert!(matches!(
+            decide_approval(&p, &r, now()),
+            ApprovalDecision::Approved {
+                source: SOURCE_GITOPS,
+                ..
+            }
+        ));
         assert!(approve(&decide_approval(&p, &r, now())).is_some());
     }
 
@@ -285,12 +340,24 @@ mod tests {
     fn wrong_or_missing_id_never_approves() {
         let (p, r) = fixture(Some("ffffffffffffffff"), None, LATER);
         let d = decide_approval(&p, &r, now());
-        assert_eq!(d, ApprovalDecision::Mismatch { given: "ffffffffffffffff".into(), source: SOURCE_PLAN });
+        assert_eq!(
+            d,
+            ApprovalDecision::Mismatch {
+                given: "ffffffffffffffff".into(),
+                source: SOURCE_PLAN
+            }
+        );
         assert!(approve(&d).is_none());
         let (p, r) = fixture(None, None, LATER);
         assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Waiting);
         let (p, r) = fixture(None, Some("0123456789abcdee"), LATER);
-        assert!(matches!(decide_approval(&p, &r, now()), ApprovalDecision::Mismatch { source: SOURCE_GITOPS, .. }));
+        assert!(matches!(
+            decide_approval(&p, &r, now()),
+            ApprovalDecision::Mismatch {
+                source: SOURCE_GITOPS,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -298,7 +365,14 @@ mod tests {
         let (p, r) = fixture(Some("0123456789abcdef"), None, "2025-12-31T23:00:00Z");
         assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Expired);
         let (mut p, r) = fixture(None, Some("0123456789abcdef"), LATER);
-        p.spec.rejection = Some(Rejection { reason: "no".into() });
-        assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Rejected { reason: "no".into() });
+        p.spec.rejection = Some(Rejection {
+            reason: "no".into(),
+        });
+        assert_eq!(
+            decide_approval(&p, &r, now()),
+            ApprovalDecision::Rejected {
+                reason: "no".into()
+            }
+        );
     }
 }

@@ -87,7 +87,10 @@ mod tests {
     fn id_is_16_hex_and_stable() {
         let id = plan_id("shop", &[step("u1", 3)]);
         assert_eq!(id.len(), 16);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(id, plan_id("shop", &[step("u1", 3)]));
     }
 
@@ -105,6 +108,9 @@ mod tests {
 
     #[test]
     fn canonical_sorts_keys() {
-        assert_eq!(canonical(&json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": null}})), r#"{"a":{"c":null,"d":[1,{"y":1,"z":0}]},"b":1}"#);
+        assert_eq!(
+            canonical(&json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": null}})),
+            r#"{"a":{"c":null,"d":[1,{"y":1,"z":0}]},"b":1}"#
+        );
     }
 }

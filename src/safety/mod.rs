@@ -32,7 +32,11 @@ pub struct Guardrails {
 impl Default for Guardrails {
     fn default() -> Self {
         Self {
-            protected_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            protected_namespaces: vec![
+                "kube-system".into(),
+                "kube-public".into(),
+                "kube-node-lease".into(),
+            ],
             max_replicas: 1000,
             max_steps: 10,
         }
@@ -48,14 +52,23 @@ pub enum Verdict {
 
 impl Guardrails {
     /// Whether an operation (verb, lower-case kind) in a namespace may be planned at all.
-    pub fn check_operation(&self, verb: &str, kind: &str, namespace: Option<&str>) -> Result<(), String> {
+    pub fn check_operation(
+        &self,
+        verb: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(), String> {
         if BLOCKED_OPERATIONS.contains(&(verb, kind)) {
-            return Err(format!("Operation '{verb}' on '{kind}' is not allowed via Kubilitics AI"));
+            return Err(format!(
+                "Operation '{verb}' on '{kind}' is not allowed via Kubilitics AI"
+            ));
         }
         if let Some(ns) = namespace
             && self.protected_namespaces.iter().any(|p| p == ns)
         {
-            return Err(format!("Namespace '{ns}' is protected and cannot be modified via Kubilitics AI"));
+            return Err(format!(
+                "Namespace '{ns}' is protected and cannot be modified via Kubilitics AI"
+            ));
         }
         Ok(())
     }
@@ -67,14 +80,21 @@ impl Guardrails {
             return Verdict::Blocked { reason };
         }
         match m {
-            Mutation::ScaleDeployment { replicas, .. } if *replicas < 0 || *replicas > self.max_replicas => {
+            Mutation::ScaleDeployment { replicas, .. }
+                if *replicas < 0 || *replicas > self.max_replicas =>
+            {
                 Verdict::Blocked {
-                    reason: format!("Replicas must be between 0 and {}, not {replicas}", self.max_replicas),
+                    reason: format!(
+                        "Replicas must be between 0 and {}, not {replicas}",
+                        self.max_replicas
+                    ),
                 }
             }
             Mutation::ScaleDeployment { replicas: 0, .. } => Verdict::Allowed {
                 risk: Risk::High,
-                warning: Some("⚠️ Scaling to 0 replicas will stop all instances of this workload.".into()),
+                warning: Some(
+                    "⚠️ Scaling to 0 replicas will stop all instances of this workload.".into(),
+                ),
             },
             Mutation::ScaleDeployment { .. } => Verdict::Allowed {
                 risk: Risk::Medium,
@@ -82,11 +102,16 @@ impl Guardrails {
             },
             Mutation::RolloutRestart { .. } => Verdict::Allowed {
                 risk: Risk::High,
-                warning: Some("⚠️ Rolling restart will temporarily reduce available capacity.".into()),
+                warning: Some(
+                    "⚠️ Rolling restart will temporarily reduce available capacity.".into(),
+                ),
             },
             Mutation::DeletePod { .. } => Verdict::Allowed {
                 risk: Risk::High,
-                warning: Some("⚠️ You are about to delete a pod. Active connections to it will be dropped.".into()),
+                warning: Some(
+                    "⚠️ You are about to delete a pod. Active connections to it will be dropped."
+                        .into(),
+                ),
             },
             Mutation::CreateConfigmap { .. } => Verdict::Allowed {
                 risk: Risk::Low,
@@ -151,9 +176,15 @@ mod tests {
     fn protected_namespaces_block_mutations() {
         let g = Guardrails::default();
         for ns in ["kube-system", "kube-public", "kube-node-lease"] {
-            assert!(matches!(g.check(&scale(ns, 2)), Verdict::Blocked { .. }), "{ns}");
+            assert!(
+                matches!(g.check(&scale(ns, 2)), Verdict::Blocked { .. }),
+                "{ns}"
+            );
         }
-        assert!(matches!(g.check(&scale("shop", 2)), Verdict::Allowed { .. }));
+        assert!(matches!(
+            g.check(&scale("shop", 2)),
+            Verdict::Allowed { .. }
+        ));
     }
 
     #[test]
@@ -161,13 +192,24 @@ mod tests {
         let g = Guardrails::default();
         assert!(g.check_operation("delete", "namespace", None).is_err());
         assert!(g.check_operation("delete", "node", None).is_err());
-        assert!(g.check_operation("delete", "clusterrolebinding", Some("x")).is_err());
+        assert!(
+            g.check_operation("delete", "clusterrolebinding", Some("x"))
+                .is_err()
+        );
         assert!(g.check_operation("delete", "pod", Some("x")).is_ok());
-        assert_eq!(g.check(&scale("a", 0)), Verdict::Allowed {
-            risk: Risk::High,
-            warning: Some("⚠️ Scaling to 0 replicas will stop all instances of this workload.".into())
-        });
-        assert!(matches!(g.check(&scale("a", 1001)), Verdict::Blocked { .. }));
+        assert_eq!(
+            g.check(&scale("a", 0)),
+            Verdict::Allowed {
+                risk: Risk::High,
+                warning: Some(
+                    "⚠️ Scaling to 0 replicas will stop all instances of this workload.".into()
+                )
+            }
+        );
+        assert!(matches!(
+            g.check(&scale("a", 1001)),
+            Verdict::Blocked { .. }
+        ));
         assert!(matches!(g.check(&scale("a", -1)), Verdict::Blocked { .. }));
         let restart = Mutation::RolloutRestart {
             namespace: "a".into(),
@@ -175,7 +217,13 @@ mod tests {
             kind: WorkloadKind::Deployment,
             restarted_at: None,
         };
-        assert!(matches!(g.check(&restart), Verdict::Allowed { risk: Risk::High, .. }));
+        assert!(matches!(
+            g.check(&restart),
+            Verdict::Allowed {
+                risk: Risk::High,
+                ..
+            }
+        ));
     }
 
     #[test]

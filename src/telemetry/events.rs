@@ -32,9 +32,20 @@ impl Events {
 
     /// Publishes an event. `action` distinguishes events of the same reason
     /// on the same object (e.g. per step), so they are not folded into one series.
-    pub async fn publish(&self, regarding: &ObjectReference, warning: bool, reason: &str, action: &str, note: &str) {
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
         let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(truncate(note, 1000)),
             action: truncate(action, 128),

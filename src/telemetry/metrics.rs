@@ -33,8 +33,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("kubilitics_ai_request_duration_seconds", "AI request duration (planning)")
-                .buckets(vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "kubilitics_ai_request_duration_seconds",
+                "AI request duration (planning)",
+            )
+            .buckets(vec![0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
             &["operation_type"],
         )
         .expect("valid metric");
@@ -59,15 +62,28 @@ impl Metrics {
         )
         .expect("valid metric");
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("kubilitics_ai_reconcile_errors_total", "Reconcile errors by category"),
+            Opts::new(
+                "kubilitics_ai_reconcile_errors_total",
+                "Reconcile errors by category",
+            ),
             &["error"],
         )
         .expect("valid metric");
-        for c in [&requests, &llm_tokens, &tool_executions, &plans, &reconcile_errors] {
-            registry.register(Box::new(c.clone())).expect("unique metric");
+        for c in [
+            &requests,
+            &llm_tokens,
+            &tool_executions,
+            &plans,
+            &reconcile_errors,
+        ] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
         }
         for h in [&request_duration, &llm_latency] {
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
         }
         Self {
             registry,
@@ -82,7 +98,9 @@ impl Metrics {
     }
 
     pub fn tool_executions(&self, tool: &str, status: &str) {
-        self.tool_executions.with_label_values(&[tool, status]).inc();
+        self.tool_executions
+            .with_label_values(&[tool, status])
+            .inc();
     }
 
     pub fn plan_phase(&self, phase: &str) {

@@ -11,7 +11,10 @@ use k8s_openapi::api::{
 };
 use kube::{
     Client,
-    api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions},
+    api::{
+        Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams,
+        Preconditions,
+    },
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -132,7 +135,9 @@ impl Mutation {
 
     fn resource(&self) -> ApiResource {
         match self {
-            Mutation::ScaleDeployment { kind, .. } | Mutation::RolloutRestart { kind, .. } => kind.resource(),
+            Mutation::ScaleDeployment { kind, .. } | Mutation::RolloutRestart { kind, .. } => {
+                kind.resource()
+            }
             Mutation::DeletePod { .. } => ApiResource::erase::<Pod>(&()),
             Mutation::CreateConfigmap { .. } => ApiResource::erase::<ConfigMap>(&()),
         }
@@ -153,7 +158,8 @@ impl Mutation {
         if let Some(o) = v.as_object_mut() {
             o.insert("tool".into(), Value::String(step.tool.clone()));
         }
-        serde_json::from_value(v).map_err(|e| ToolError::Invalid(format!("step '{}': {e}", step.tool)))
+        serde_json::from_value(v)
+            .map_err(|e| ToolError::Invalid(format!("step '{}': {e}", step.tool)))
     }
 
     fn api(&self, client: &Client) -> Api<DynamicObject> {
@@ -183,7 +189,11 @@ impl Mutation {
             kind: res.kind.clone(),
             namespace: ns.clone(),
             name: name.clone(),
-            uid: live.as_ref().and_then(|l| l.pointer("/metadata/uid")).and_then(Value::as_str).map(String::from),
+            uid: live
+                .as_ref()
+                .and_then(|l| l.pointer("/metadata/uid"))
+                .and_then(Value::as_str)
+                .map(String::from),
         };
         let dry = PatchParams {
             field_manager: Some(MANAGER.into()),
@@ -193,25 +203,44 @@ impl Mutation {
         let (before, preview, rollback, reason) = match self {
             Mutation::ScaleDeployment { kind, replicas, .. } => {
                 let live = live.ok_or_else(|| self.not_found(missing()))?;
-                let current = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                let current = live
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
                 let after = self
                     .api(client)
-                    .patch(&name, &dry, &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+                    .patch(
+                        &name,
+                        &dry,
+                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                    )
                     .await
                     .map_err(|e| self.not_found(e))?;
                 (
                     json!({"replicas": current}),
                     diff(&live, &serde_json::to_value(after).unwrap_or_default()),
-                    format!("kubectl scale {} {name} -n {ns} --replicas={current}", kind.kubectl()),
-                    format!("Scale {} `{name}` from {current} to {replicas} replicas", kind.kubectl()),
+                    format!(
+                        "kubectl scale {} {name} -n {ns} --replicas={current}",
+                        kind.kubectl()
+                    ),
+                    format!(
+                        "Scale {} `{name}` from {current} to {replicas} replicas",
+                        kind.kubectl()
+                    ),
                 )
             }
-            Mutation::RolloutRestart { kind, restarted_at, .. } => {
+            Mutation::RolloutRestart {
+                kind, restarted_at, ..
+            } => {
                 let live = live.ok_or_else(|| self.not_found(missing()))?;
                 let previous = restarted_at_of(&live);
                 let after = self
                     .api(client)
-                    .patch(&name, &dry, &Patch::Merge(restart_patch(restarted_at.as_deref())))
+                    .patch(
+                        &name,
+                        &dry,
+                        &Patch::Merge(restart_patch(restarted_at.as_deref())),
+                    )
                     .await
                     .map_err(|e| self.not_found(e))?;
                 (
@@ -234,19 +263,39 @@ impl Mutation {
                     }),
                     ..Default::default()
                 };
-                self.api(client).delete(&name, &dp).await.map_err(|e| self.not_found(e))?;
+                self.api(client)
+                    .delete(&name, &dp)
+                    .await
+                    .map_err(|e| self.not_found(e))?;
                 let owner = live
                     .pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                    .and_then(|o| o.iter().find(|r| r.get("controller") == Some(&Value::Bool(true))))
-                    .map(|r| format!("{} {}", r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or("")));
-                let node = live.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null);
-                let phase = live.pointer("/status/phase").cloned().unwrap_or(Value::Null);
+                    .and_then(|o| {
+                        o.iter()
+                            .find(|r| r.get("controller") == Some(&Value::Bool(true)))
+                    })
+                    .map(|r| {
+                        format!(
+                            "{} {}",
+                            r["kind"].as_str().unwrap_or(""),
+                            r["name"].as_str().unwrap_or("")
+                        )
+                    });
+                let node = live
+                    .pointer("/spec/nodeName")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let phase = live
+                    .pointer("/status/phase")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 (
                     json!({"exists": true, "phase": phase, "node": node, "owner": owner}),
                     format!("- Pod {ns}/{name} will be deleted (server-side dry run accepted)"),
                     match &owner {
-                        Some(o) => format!("Nothing to undo: {o} creates a replacement pod automatically"),
+                        Some(o) => {
+                            format!("Nothing to undo: {o} creates a replacement pod automatically")
+                        }
                         None => format!(
                             "The pod has no controller: re-create it from the manifest recorded in the StepStarted event (kubectl apply -n {ns} -f <manifest>)"
                         ),
@@ -265,12 +314,19 @@ impl Mutation {
                     field_manager: Some(MANAGER.into()),
                 };
                 let cm = self.configmap_object(data)?;
-                let created = self.api(client).create(&pp, &cm).await.map_err(|e| self.not_found(e))?;
+                let created = self
+                    .api(client)
+                    .create(&pp, &cm)
+                    .await
+                    .map_err(|e| self.not_found(e))?;
                 target.uid = None;
                 let keys: Vec<&String> = data.keys().collect();
                 (
                     json!({"exists": false}),
-                    diff(&json!({}), &serde_json::to_value(created).unwrap_or_default()),
+                    diff(
+                        &json!({}),
+                        &serde_json::to_value(created).unwrap_or_default(),
+                    ),
                     format!("kubectl delete configmap {name} -n {ns}"),
                     format!("Create ConfigMap `{name}` with keys {keys:?}"),
                 )
@@ -292,7 +348,10 @@ impl Mutation {
         })
     }
 
-    fn configmap_object(&self, data: &BTreeMap<String, String>) -> Result<DynamicObject, ToolError> {
+    fn configmap_object(
+        &self,
+        data: &BTreeMap<String, String>,
+    ) -> Result<DynamicObject, ToolError> {
         let value = json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -308,8 +367,11 @@ impl Mutation {
 
     /// Compares the live object with the step: has it run, not run, or drifted?
     pub fn check(&self, step: &PlanStep, live: Option<&Value>) -> Check {
-        let uid = live.and_then(|l| l.pointer("/metadata/uid")).and_then(Value::as_str);
-        let replaced = step.target.uid.is_some() && uid.is_some() && uid != step.target.uid.as_deref();
+        let uid = live
+            .and_then(|l| l.pointer("/metadata/uid"))
+            .and_then(Value::as_str);
+        let replaced =
+            step.target.uid.is_some() && uid.is_some() && uid != step.target.uid.as_deref();
         match self {
             Mutation::DeletePod { .. } => match live {
                 None => Check::Applied,
@@ -317,16 +379,20 @@ impl Mutation {
                 Some(l) if l.pointer("/metadata/deletionTimestamp").is_some() => Check::Applied,
                 Some(_) => Check::NotApplied,
             },
-            _ if live.is_none() && step.target.uid.is_some() => {
-                Check::Drifted(format!("{} {} no longer exists", step.target.kind, step.target.name))
-            }
+            _ if live.is_none() && step.target.uid.is_some() => Check::Drifted(format!(
+                "{} {} no longer exists",
+                step.target.kind, step.target.name
+            )),
             _ if replaced => Check::Drifted(format!(
                 "{} {} was deleted and re-created (uid changed)",
                 step.target.kind, step.target.name
             )),
             Mutation::ScaleDeployment { replicas, .. } => {
                 let live = live.unwrap_or(&Value::Null);
-                let now = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                let now = live
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
                 let planned = step.before.get("replicas").and_then(Value::as_i64);
                 if now == i64::from(*replicas) {
                     Check::Applied
@@ -342,25 +408,36 @@ impl Mutation {
             Mutation::RolloutRestart { restarted_at, .. } => {
                 let live = live.unwrap_or(&Value::Null);
                 let now = restarted_at_of(live);
-                let planned = step.before.get("restartedAt").cloned().unwrap_or(Value::Null);
+                let planned = step
+                    .before
+                    .get("restartedAt")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 if restarted_at.is_some() && now.as_str() == restarted_at.as_deref() {
                     Check::Applied
                 } else if now == planned {
                     Check::NotApplied
                 } else {
-                    Check::Drifted("the pod template's restartedAt annotation changed since planning".into())
+                    Check::Drifted(
+                        "the pod template's restartedAt annotation changed since planning".into(),
+                    )
                 }
             }
             Mutation::CreateConfigmap { data, .. } => match live {
                 None => Check::NotApplied,
                 Some(l) => {
-                    let ours = l.pointer("/metadata/labels/app.kubernetes.io~1managed-by").and_then(Value::as_str)
+                    let ours = l
+                        .pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+                        .and_then(Value::as_str)
                         == Some(MANAGER);
                     let same = serde_json::to_value(data).ok().as_ref() == l.get("data");
                     if ours && same {
                         Check::Applied
                     } else {
-                        Check::Drifted(format!("ConfigMap {} was created by someone else", self.name()))
+                        Check::Drifted(format!(
+                            "ConfigMap {} was created by someone else",
+                            self.name()
+                        ))
                     }
                 }
             },
@@ -368,7 +445,12 @@ impl Mutation {
     }
 
     /// Applies the mutation. Only callable with an approval token.
-    pub async fn apply(&self, client: &Client, step: &PlanStep, _approved: &Approved) -> Result<Value, ToolError> {
+    pub async fn apply(
+        &self,
+        client: &Client,
+        step: &PlanStep,
+        _approved: &Approved,
+    ) -> Result<Value, ToolError> {
         let merge = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
@@ -377,11 +459,19 @@ impl Mutation {
         let name = self.name();
         let after = match self {
             Mutation::ScaleDeployment { replicas, .. } => api
-                .patch(name, &merge, &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+                .patch(
+                    name,
+                    &merge,
+                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                )
                 .await
                 .map(|o| serde_json::to_value(o).unwrap_or_default()),
             Mutation::RolloutRestart { restarted_at, .. } => api
-                .patch(name, &merge, &Patch::Merge(restart_patch(restarted_at.as_deref())))
+                .patch(
+                    name,
+                    &merge,
+                    &Patch::Merge(restart_patch(restarted_at.as_deref())),
+                )
                 .await
                 .map(|o| serde_json::to_value(o).unwrap_or_default()),
             Mutation::DeletePod { .. } => {
@@ -392,7 +482,9 @@ impl Mutation {
                     }),
                     ..Default::default()
                 };
-                api.delete(name, &dp).await.map(|_| json!({"exists": false}))
+                api.delete(name, &dp)
+                    .await
+                    .map(|_| json!({"exists": false}))
             }
             Mutation::CreateConfigmap { data, .. } => {
                 let post = PostParams {
@@ -409,7 +501,9 @@ impl Mutation {
 
     /// The part of an object worth showing in before/after events.
     pub fn summary_of(&self, obj: Option<&Value>) -> Value {
-        let Some(o) = obj else { return json!({"exists": false}) };
+        let Some(o) = obj else {
+            return json!({"exists": false});
+        };
         match self {
             Mutation::ScaleDeployment { .. } => json!({"replicas": o.pointer("/spec/replicas")}),
             Mutation::RolloutRestart { .. } => json!({"restartedAt": restarted_at_of(o)}),
@@ -531,8 +625,14 @@ mod tests {
         let (m, step) = scale_step(3);
         assert_eq!(m.check(&step, Some(&deploy("u1", 3))), Check::NotApplied);
         assert_eq!(m.check(&step, Some(&deploy("u1", 5))), Check::Applied);
-        assert!(matches!(m.check(&step, Some(&deploy("u1", 4))), Check::Drifted(_)));
-        assert!(matches!(m.check(&step, Some(&deploy("u2", 3))), Check::Drifted(_)));
+        assert!(matches!(
+            m.check(&step, Some(&deploy("u1", 4))),
+            Check::Drifted(_)
+        ));
+        assert!(matches!(
+            m.check(&step, Some(&deploy("u2", 3))),
+            Check::Drifted(_)
+        ));
         assert!(matches!(m.check(&step, None), Check::Drifted(_)));
     }
 
@@ -549,8 +649,14 @@ mod tests {
             },
             ..Default::default()
         };
-        assert_eq!(m.check(&step, Some(&json!({"metadata": {"uid": "u1"}}))), Check::NotApplied);
-        assert_eq!(m.check(&step, Some(&json!({"metadata": {"uid": "u2"}}))), Check::Applied);
+        assert_eq!(
+            m.check(&step, Some(&json!({"metadata": {"uid": "u1"}}))),
+            Check::NotApplied
+        );
+        assert_eq!(
+            m.check(&step, Some(&json!({"metadata": {"uid": "u2"}}))),
+            Check::Applied
+        );
         assert_eq!(m.check(&step, None), Check::Applied);
     }
 
@@ -572,8 +678,14 @@ mod tests {
         };
         let with = |v: Value| json!({"metadata": {"uid": "u"}, "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: v}}}}});
         assert_eq!(m.check(&step, Some(&with(Value::Null))), Check::NotApplied);
-        assert_eq!(m.check(&step, Some(&with(json!("2026-01-01T00:00:00Z")))), Check::Applied);
-        assert!(matches!(m.check(&step, Some(&with(json!("other")))), Check::Drifted(_)));
+        assert_eq!(
+            m.check(&step, Some(&with(json!("2026-01-01T00:00:00Z")))),
+            Check::Applied
+        );
+        assert!(matches!(
+            m.check(&step, Some(&with(json!("other")))),
+            Check::Drifted(_)
+        ));
     }
 
     #[test]

@@ -14,7 +14,6 @@ use kube::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-
 use super::ToolError;
 use super::format::{age, table};
 use crate::api::ToolCall;
@@ -128,7 +127,7 @@ impl ReadTools {
             arguments: call.arguments(),
             outcome: outcome.into(),
             message: result.as_ref().err().map(|e| e.to_string()),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: started.elapsed().as_millis() as i64,
         };
         (result, record)
     }
@@ -139,7 +138,14 @@ impl ReadTools {
                 namespace,
                 label_selector,
                 status_filter,
-            } => self.list_pods(namespace, label_selector.as_deref(), status_filter.as_deref()).await,
+            } => {
+                self.list_pods(
+                    namespace,
+                    label_selector.as_deref(),
+                    status_filter.as_deref(),
+                )
+                .await
+            }
             ReadCall::GetPodDetails { namespace, name } => self.pod_details(namespace, name).await,
             ReadCall::GetPodLogs {
                 namespace,
@@ -148,14 +154,28 @@ impl ReadTools {
                 tail_lines,
                 since_seconds,
             } => {
-                self.pod_logs(namespace, name, container.as_deref(), *tail_lines, *since_seconds)
-                    .await
+                self.pod_logs(
+                    namespace,
+                    name,
+                    container.as_deref(),
+                    *tail_lines,
+                    *since_seconds,
+                )
+                .await
             }
             ReadCall::ListDeployments { namespace } => self.list_deployments(namespace).await,
-            ReadCall::GetDeploymentStatus { namespace, name } => self.deployment_status(namespace, name).await,
+            ReadCall::GetDeploymentStatus { namespace, name } => {
+                self.deployment_status(namespace, name).await
+            }
             ReadCall::ListServices { namespace } => self.list_services(namespace).await,
-            ReadCall::DescribeResource { namespace, kind, name } => self.describe(namespace, kind, name).await,
-            ReadCall::GetEvents { namespace, name } => self.events(namespace, name.as_deref()).await,
+            ReadCall::DescribeResource {
+                namespace,
+                kind,
+                name,
+            } => self.describe(namespace, kind, name).await,
+            ReadCall::GetEvents { namespace, name } => {
+                self.events(namespace, name.as_deref()).await
+            }
             ReadCall::GetClusterHealth {} => self.cluster_health().await,
         }
     }
@@ -164,7 +184,12 @@ impl ReadTools {
         ToolError::from_kube(e, kind, namespace, "*")
     }
 
-    async fn list_pods(&self, ns: &str, selector: Option<&str>, status: Option<&str>) -> Result<String, ToolError> {
+    async fn list_pods(
+        &self,
+        ns: &str,
+        selector: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<String, ToolError> {
         let mut lp = ListParams::default();
         if let Some(s) = selector {
             lp = lp.labels(s);
@@ -190,7 +215,10 @@ impl ReadTools {
                     p.name_any(),
                     format!("{icon} {phase}"),
                     restarts.to_string(),
-                    p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "Pending".into()),
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_else(|| "Pending".into()),
                     age(p.metadata.creation_timestamp.as_ref(), now),
                 ]
             })
@@ -201,7 +229,10 @@ impl ReadTools {
         Ok(format!(
             "Found {} pods in '{ns}':\n\n{}",
             rows.len(),
-            table(&["Name", "Status", "Restarts", "Node", "Age"], &rows[..rows.len().min(MAX_ROWS)])
+            table(
+                &["Name", "Status", "Restarts", "Node", "Age"],
+                &rows[..rows.len().min(MAX_ROWS)]
+            )
         ))
     }
 
@@ -215,7 +246,10 @@ impl ReadTools {
         let mut out = format!(
             "**Pod `{name}`** in `{ns}`: {} on node `{}`, IP {}, age {}\n\n",
             pod_phase(&p),
-            p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "-".into()),
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_else(|| "-".into()),
             status.pod_ip.clone().unwrap_or_else(|| "-".into()),
             age(p.metadata.creation_timestamp.as_ref(), now)
         );
@@ -230,7 +264,11 @@ impl ReadTools {
                     } else if let Some(w) = &s.waiting {
                         format!("Waiting ({})", w.reason.clone().unwrap_or_default())
                     } else if let Some(t) = &s.terminated {
-                        format!("Terminated ({}, exit {})", t.reason.clone().unwrap_or_default(), t.exit_code)
+                        format!(
+                            "Terminated ({}, exit {})",
+                            t.reason.clone().unwrap_or_default(),
+                            t.exit_code
+                        )
                     } else {
                         "Unknown".to_string()
                     }
@@ -244,7 +282,10 @@ impl ReadTools {
                 ]
             })
             .collect();
-        out.push_str(&table(&["Container", "Image", "State", "Ready", "Restarts"], &rows));
+        out.push_str(&table(
+            &["Container", "Image", "State", "Ready", "Restarts"],
+            &rows,
+        ));
         let conds: Vec<String> = status
             .conditions
             .unwrap_or_default()
@@ -274,9 +315,14 @@ impl ReadTools {
             .await
             .map_err(|e| ToolError::from_kube(e, "Pod", ns, name))?;
         if logs.trim().is_empty() {
-            return Ok(format!("Pod `{name}` has no log lines in the requested window."));
+            return Ok(format!(
+                "Pod `{name}` has no log lines in the requested window."
+            ));
         }
-        Ok(format!("Last log lines of pod `{name}` in `{ns}`:\n\n```\n{}\n```", logs.trim_end()))
+        Ok(format!(
+            "Last log lines of pod `{name}` in `{ns}`:\n\n```\n{}\n```",
+            logs.trim_end()
+        ))
     }
 
     async fn list_deployments(&self, ns: &str) -> Result<String, ToolError> {
@@ -305,7 +351,10 @@ impl ReadTools {
         Ok(format!(
             "Found {} deployments in '{ns}':\n\n{}",
             rows.len(),
-            table(&["Name", "Ready", "Up-to-date", "Available", "Age"], &rows[..rows.len().min(MAX_ROWS)])
+            table(
+                &["Name", "Ready", "Up-to-date", "Available", "Age"],
+                &rows[..rows.len().min(MAX_ROWS)]
+            )
         ))
     }
 
@@ -319,7 +368,12 @@ impl ReadTools {
             .spec
             .as_ref()
             .and_then(|s| s.template.spec.as_ref())
-            .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .filter_map(|c| c.image.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let state = if ready == desired && updated == desired {
             "✅ fully rolled out"
@@ -332,13 +386,25 @@ impl ReadTools {
             .and_then(|s| s.conditions.clone())
             .unwrap_or_default()
             .iter()
-            .map(|c| format!("{}={} ({})", c.type_, c.status, c.reason.clone().unwrap_or_default()))
+            .map(|c| {
+                format!(
+                    "{}={} ({})",
+                    c.type_,
+                    c.status,
+                    c.reason.clone().unwrap_or_default()
+                )
+            })
             .collect();
         Ok(format!(
             "**Deployment `{name}`** in `{ns}`: {state}\n\n{}\nImages: {}\nConditions: {}\n",
             table(
                 &["Desired", "Ready", "Up-to-date", "Available"],
-                &[vec![desired.to_string(), ready.to_string(), updated.to_string(), available.to_string()]]
+                &[vec![
+                    desired.to_string(),
+                    ready.to_string(),
+                    updated.to_string(),
+                    available.to_string()
+                ]]
             ),
             images.join(", "),
             conds.join(", ")
@@ -359,7 +425,13 @@ impl ReadTools {
                     .ports
                     .unwrap_or_default()
                     .iter()
-                    .map(|p| format!("{}/{}", p.port, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.port,
+                            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+                        )
+                    })
                     .collect();
                 let selector: Vec<String> = spec
                     .selector
@@ -382,7 +454,10 @@ impl ReadTools {
         Ok(format!(
             "Found {} services in '{ns}':\n\n{}",
             rows.len(),
-            table(&["Name", "Type", "Cluster IP", "Ports", "Selector"], &rows[..rows.len().min(MAX_ROWS)])
+            table(
+                &["Name", "Type", "Cluster IP", "Ports", "Selector"],
+                &rows[..rows.len().min(MAX_ROWS)]
+            )
         ))
     }
 
@@ -424,7 +499,8 @@ impl ReadTools {
         if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             meta.remove("managedFields");
         }
-        let yaml = serde_norway::to_string(&value).map_err(|e| ToolError::Invalid(e.to_string()))?;
+        let yaml =
+            serde_norway::to_string(&value).map_err(|e| ToolError::Invalid(e.to_string()))?;
         Ok(format!("```yaml\n{}```", yaml))
     }
 
@@ -441,7 +517,10 @@ impl ReadTools {
         let when = |e: &Event| {
             e.last_timestamp
                 .clone()
-                .or(e.event_time.as_ref().map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
+                .or(e
+                    .event_time
+                    .as_ref()
+                    .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
                 .or(e.metadata.creation_timestamp.clone())
         };
         events.sort_by_key(|e| std::cmp::Reverse(when(e).map(|t| t.0)));
@@ -452,11 +531,19 @@ impl ReadTools {
             .map(|e| {
                 let t = e.type_.clone().unwrap_or_default();
                 vec![
-                    if t == "Warning" { "⚠️ Warning".into() } else { t },
+                    if t == "Warning" {
+                        "⚠️ Warning".into()
+                    } else {
+                        t
+                    },
                     e.reason.clone().unwrap_or_default(),
                     format!(
                         "{}/{}",
-                        e.involved_object.kind.clone().unwrap_or_default().to_lowercase(),
+                        e.involved_object
+                            .kind
+                            .clone()
+                            .unwrap_or_default()
+                            .to_lowercase(),
                         e.involved_object.name.clone().unwrap_or_default()
                     ),
                     crate::api::truncate(&e.message.clone().unwrap_or_default(), 160),
@@ -539,7 +626,10 @@ impl ReadTools {
             degraded.len()
         );
         if !degraded.is_empty() {
-            out.push_str(&format!("\nDegraded deployments: {}\n", degraded.join(", ")));
+            out.push_str(&format!(
+                "\nDegraded deployments: {}\n",
+                degraded.join(", ")
+            ));
         }
         if !unhealthy.is_empty() {
             out.push_str(&format!(
@@ -555,7 +645,10 @@ fn pod_phase(p: &Pod) -> String {
     if p.metadata.deletion_timestamp.is_some() {
         return "Terminating".into();
     }
-    p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into())
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".into())
 }
 
 fn pod_restarts(p: &Pod) -> i32 {
@@ -576,4 +669,3 @@ fn deployment_counts(d: &Deployment) -> (i32, i32, i32, i32) {
         s.available_replicas.unwrap_or(0),
     )
 }
-

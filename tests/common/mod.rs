@@ -1,0 +1,303 @@
+//! Test support: one real control plane per test run (started by
+//! `hack/cluster-up.sh`, or reused from `KUBILITICS_TEST_CLUSTER`), a fresh
+//! namespace per test (deleted even when the test panics), clients for the
+//! test users, and an in-process operator scoped to the test's namespace.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kube::{
+    Api, Client, Config,
+    api::{ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use kubilitics_ai::{
+    agent::BuiltinPlanner,
+    api::{AIPlan, AIRequest, AIRequestSpec},
+    controller,
+    telemetry::Ready,
+};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Directory of the running control plane (started on first use).
+pub fn cluster_dir() -> PathBuf {
+    static START: Once = Once::new();
+    let dir = std::env::var("KUBILITICS_TEST_CLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".cluster"));
+    START.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if !dir.join("kubeconfig/admin.kubeconfig").exists() {
+            let status = std::process::Command::new("bash")
+                .arg(repo().join("hack/cluster-up.sh"))
+                .env("KUBILITICS_CLUSTER_DIR", &dir)
+                .status()
+                .expect("run hack/cluster-up.sh");
+            assert!(status.success(), "hack/cluster-up.sh failed");
+        }
+        let status = std::process::Command::new(kubectl())
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(repo().join("crds"))
+            .env("KUBECONFIG", dir.join("kubeconfig/admin.kubeconfig"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("kubectl apply crds");
+        assert!(status.success(), "installing CRDs failed");
+        let status = std::process::Command::new(kubectl())
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "crd/airequests.ai.kubilitics.io",
+                "crd/aiplans.ai.kubilitics.io",
+            ])
+            .env("KUBECONFIG", dir.join("kubeconfig/admin.kubeconfig"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("kubectl wait");
+        assert!(status.success());
+    });
+    dir
+}
+
+/// The harness's kubectl.
+pub fn kubectl() -> PathBuf {
+    let out = std::process::Command::new("bash")
+        .args(["-c", "source hack/lib.sh && command -v kubectl"])
+        .current_dir(repo())
+        .output()
+        .expect("find kubectl");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn kubeconfig(user: &str) -> PathBuf {
+    cluster_dir().join(format!("kubeconfig/{user}.kubeconfig"))
+}
+
+/// A client authenticated as one of the harness users (`admin`, `alice`, `bob`, `mallory`).
+pub async fn client(user: &str) -> Client {
+    let path = kubeconfig(user);
+    let kc = Kubeconfig::read_from(&path).expect("read kubeconfig");
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(cfg).expect("client")
+}
+
+/// A namespace for one test; deleted on drop, also when the test fails.
+pub struct TestNs {
+    pub name: String,
+}
+
+impl TestNs {
+    pub async fn new(prefix: &str) -> Self {
+        let name = format!("{prefix}-{:08x}", rand_u32());
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client("admin").await)
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        // Pods need the default ServiceAccount, which the controller manager creates.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client("admin").await, &name);
+        wait_for(
+            "default serviceaccount",
+            Duration::from_secs(30),
+            || async { sa.get_opt("default").await.ok().flatten().is_some() },
+        )
+        .await;
+        Self { name }
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(kubectl())
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .env("KUBECONFIG", kubeconfig("admin"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish() as u32
+}
+
+/// Polls `f` every 100 ms until it is true; panics after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The operator, in-process, watching only `ns`. Stops on drop.
+pub struct Operator {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+pub async fn start_operator(ns: &str, tweak: impl FnOnce(&mut controller::Config)) -> Operator {
+    let mut cfg = controller::Config {
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    };
+    tweak(&mut cfg);
+    let client = client("admin").await;
+    let handle = tokio::spawn(async move {
+        if let Err(e) =
+            controller::run(client, cfg, Arc::new(BuiltinPlanner), Ready::default()).await
+        {
+            panic!("operator failed: {e}");
+        }
+    });
+    Operator { handle }
+}
+
+/// Creates an AIRequest as `user`.
+pub async fn ask(user: &str, ns: &str, name: &str, prompt: &str) -> AIRequest {
+    let req = AIRequest::new(
+        name,
+        AIRequestSpec {
+            prompt: prompt.into(),
+            ..Default::default()
+        },
+    );
+    Api::<AIRequest>::namespaced(client(user).await, ns)
+        .create(&PostParams::default(), &req)
+        .await
+        .expect("create AIRequest")
+}
+
+/// Waits until the request's phase is `phase` and returns it.
+pub async fn wait_phase(ns: &str, name: &str, phase: &str) -> AIRequest {
+    let api = Api::<AIRequest>::namespaced(client("admin").await, ns);
+    let start = Instant::now();
+    loop {
+        let r = api.get(name).await.expect("get AIRequest");
+        let p = r
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default();
+        if p == phase {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "AIRequest {name} never reached {phase} (last phase {p}); status: {:?}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn get_plan(ns: &str, name: &str) -> AIPlan {
+    Api::<AIPlan>::namespaced(client("admin").await, ns)
+        .get(name)
+        .await
+        .expect("get AIPlan")
+}
+
+pub async fn plan_phase(ns: &str, name: &str) -> String {
+    get_plan(ns, name)
+        .await
+        .status
+        .and_then(|s| s.phase)
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_default()
+}
+
+/// Sets `spec.approval.planId` on a plan as `user`.
+pub async fn approve(user: &str, ns: &str, plan: &str, id: &str) -> Result<AIPlan, kube::Error> {
+    Api::<AIPlan>::namespaced(client(user).await, ns)
+        .patch(
+            plan,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"approval": {"planId": id}}})),
+        )
+        .await
+}
+
+/// events.k8s.io Events in `ns` about the object named `name` with `reason`.
+pub async fn events(ns: &str, name: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client("admin").await, ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .collect()
+}
+
+/// Creates a Deployment with `replicas` as admin.
+pub async fn deployment(
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> k8s_openapi::api::apps::v1::Deployment {
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}
+            }
+        }
+    }))
+    .unwrap();
+    Api::namespaced(client("admin").await, ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment")
+}
+
+pub async fn replicas(ns: &str, name: &str) -> i32 {
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, ns)
+        .get(name)
+        .await
+        .expect("get deployment")
+        .spec
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+}
