@@ -161,9 +161,10 @@ spec:
   - logsFile: $CLUSTER_DIR/app.log
     previousLogsFile: $CLUSTER_DIR/app.log
 CFG
-  for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
-           pod/fast/*.yaml pod/chaos/pod-container-running-failed.yaml; do
-    echo "---"; cat "$KWOK_STAGES/"$f
+  # One document per stage file (a glob inside one `cat` would merge them into one document).
+  for f in "$KWOK_STAGES"/node/fast/node-initialize.yaml "$KWOK_STAGES"/node/heartbeat/node-heartbeat.yaml \
+           "$KWOK_STAGES"/pod/fast/*.yaml "$KWOK_STAGES"/pod/chaos/pod-container-running-failed.yaml; do
+    echo "---"; cat "$f"
   done
 } > "$CLUSTER_DIR/kwok.yaml"
 kwok --kubeconfig "$CLUSTER_DIR/kubeconfig/kwok.kubeconfig" --config "$CLUSTER_DIR/kwok.yaml" \

@@ -52,7 +52,7 @@ impl Action {
             Action::Describe => "describe_resource",
             Action::Events => "get_events",
             Action::ClusterHealth => "get_cluster_health",
-            Action::Scale => "scale",
+            Action::Scale => "scale_deployment",
             Action::Restart => "rollout_restart",
             Action::DeletePod => "delete_pod",
             Action::CreateConfigMap => "create_configmap",
