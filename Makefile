@@ -26,6 +26,7 @@ cluster-down:
 ## Regenerate the committed CRDs from the Rust types.
 crds:
 	cargo run --quiet -- crd > crds/kubilitics-ai.crds.yaml
+	cp crds/kubilitics-ai.crds.yaml charts/kubilitics-ai/crds/
 
 fmt:
 	cargo fmt --all

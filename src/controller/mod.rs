@@ -43,6 +43,10 @@ pub struct Config {
     pub instance: Option<String>,
     /// Requests reconciled in parallel.
     pub concurrency: u16,
+    /// Delete finished requests (and, through owner references, their plans)
+    /// this long after they finished. `None` keeps them (the default: GitOps
+    /// tools would re-create deleted requests from git).
+    pub finished_ttl: Option<Duration>,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             failpoint: FailPoint::None,
             instance: None,
             concurrency: 16,
+            finished_ttl: None,
         }
     }
 }

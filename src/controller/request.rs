@@ -58,6 +58,9 @@ pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action,
     if status.input_digest.as_deref() != Some(digest.as_str()) {
         return plan_request(&req, &ctx, digest).await;
     }
+    if let Some(action) = housekeeping(&req, &ctx, &status).await? {
+        return Ok(action);
+    }
     let Some(plan_name) = status.plan_ref.clone() else {
         // Answered or failed without a plan: keep observedGeneration current
         // (e.g. approvedPlanId set on a request that has no plan).
@@ -83,9 +86,60 @@ pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action,
             }
             write_request(&requests(&ctx, &ns), &req, s).await?;
         }
-        return Ok(Action::requeue(IDLE_REQUEUE));
+        return Ok(final_requeue(&ctx));
     };
     drive_plan(&req, &ctx, &plan_name, status).await
+}
+
+/// Deletes a request that finished longer than `finished_ttl` ago (its plans
+/// follow through owner references); otherwise schedules the next look.
+async fn housekeeping(
+    req: &AIRequest,
+    ctx: &Context,
+    status: &AIRequestStatus,
+) -> Result<Option<Action>, Error> {
+    let Some(ttl) = ctx.config.finished_ttl else {
+        return Ok(None);
+    };
+    if !status.phase.is_some_and(|p| p.is_final()) {
+        return Ok(None);
+    }
+    let Some(finished) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::READY)
+        .map(|c| c.last_transition_time.0)
+    else {
+        return Ok(None);
+    };
+    let age = Timestamp::now().duration_since(finished);
+    let ttl_s = SignedDuration::try_from(ttl).unwrap_or(SignedDuration::MAX);
+    if age < ttl_s {
+        let left = (ttl_s - age).unsigned_abs();
+        return Ok(Some(Action::requeue(
+            left.min(IDLE_REQUEUE) + Duration::from_millis(50),
+        )));
+    }
+    let ns = req.namespace().unwrap_or_default();
+    let name = req.name_any();
+    tracing::info!(namespace = %ns, request = %name, ?ttl, "deleting finished request after its TTL");
+    let dp = kube::api::DeleteParams {
+        preconditions: req
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..kube::api::DeleteParams::background()
+    };
+    match requests(ctx, &ns).delete(&name, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(Action::await_change()))
 }
 
 fn requests(ctx: &Context, ns: &str) -> Api<AIRequest> {
@@ -205,7 +259,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
                 &format!("answered ({op}) without changes"),
             )
             .await;
-        return Ok(Action::requeue(IDLE_REQUEUE));
+        return Ok(final_requeue(ctx));
     }
 
     // Guardrails hold whatever the planner proposed.
@@ -244,7 +298,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         ctx.events
             .publish(&req_ref, true, reason::BLOCKED, "Plan", &why)
             .await;
-        return Ok(Action::requeue(IDLE_REQUEUE));
+        return Ok(final_requeue(ctx));
     }
 
     // Before-state and server-side dry run of every step.
@@ -268,7 +322,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
                 ctx.events
                     .publish(&req_ref, true, reason::FAILED, "Plan", &msg)
                     .await;
-                return Ok(Action::requeue(IDLE_REQUEUE));
+                return Ok(final_requeue(ctx));
             }
         }
     }
@@ -404,6 +458,14 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     Ok(requeue_until(expires))
 }
 
+/// Next look at a request that reached a final phase: when its TTL is due, or much later.
+fn final_requeue(ctx: &Context) -> Action {
+    match ctx.config.finished_ttl {
+        Some(ttl) => Action::requeue(ttl.min(IDLE_REQUEUE) + Duration::from_millis(50)),
+        None => Action::requeue(IDLE_REQUEUE),
+    }
+}
+
 fn requeue_until(t: Timestamp) -> Action {
     let left = t.as_millisecond() - Timestamp::now().as_millisecond();
     Action::requeue(Duration::from_millis(
@@ -456,7 +518,7 @@ async fn drive_plan(
     // Finished plans: make sure the request says so (e.g. after a crash between the two writes).
     if phase.is_final() {
         sync_request_final(req, ctx, &ps, rstatus).await?;
-        return Ok(Action::requeue(IDLE_REQUEUE));
+        return Ok(final_requeue(ctx));
     }
 
     if phase == PlanPhase::AwaitingApproval {
@@ -728,7 +790,7 @@ async fn finish_plan(
         .await;
     sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
     let _ = rphase;
-    Ok(Action::requeue(IDLE_REQUEUE))
+    Ok(final_requeue(ctx))
 }
 
 /// Mirrors a final plan phase onto the request (phase, answer, conditions).

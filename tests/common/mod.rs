@@ -301,3 +301,71 @@ pub async fn replicas(ns: &str, name: &str) -> i32 {
         .and_then(|s| s.replicas)
         .unwrap_or(1)
 }
+
+/// A client that acts as a ServiceAccount (admin impersonating it), to prove
+/// that the RBAC a chart grants is enough.
+pub async fn client_as(user: &str) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig("admin")).expect("read kubeconfig");
+    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    cfg.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(cfg).expect("client")
+}
+
+/// The operator in-process with a given client (e.g. impersonating the chart's ServiceAccount).
+pub async fn start_operator_with(client: Client, ns: &str) -> Operator {
+    let cfg = controller::Config {
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    };
+    let handle = tokio::spawn(async move {
+        if let Err(e) =
+            controller::run(client, cfg, Arc::new(BuiltinPlanner), Ready::default()).await
+        {
+            panic!("operator failed: {e}");
+        }
+    });
+    Operator { handle }
+}
+
+/// Runs a harness tool (kubectl, helm) with the admin kubeconfig; returns stdout, panics with stderr.
+pub fn tool(name: &str, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let path = std::process::Command::new("bash")
+        .args(["-c", &format!("source hack/lib.sh && command -v {name}")])
+        .current_dir(repo())
+        .output()
+        .expect("find tool");
+    let bin = String::from_utf8_lossy(&path.stdout).trim().to_string();
+    assert!(
+        !bin.is_empty(),
+        "{name} not found: run hack/build-controlplane.sh"
+    );
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .current_dir(repo())
+        .env("KUBECONFIG", kubeconfig("admin"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
