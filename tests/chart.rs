@@ -113,6 +113,8 @@ async fn operator_runs_as_the_charts_service_account() {
     let sa = format!("system:serviceaccount:{RELEASE_NS}:kubilitics-ai");
     let _op = start_operator_with(client_as(&sa).await, &ns.name).await;
     deployment(&ns.name, "nginx", 3).await;
+    // Its pod is used for the logs and delete_pod tools; nothing else touches it.
+    deployment(&ns.name, "solo", 1).await;
 
     // Read-only tools.
     for (name, prompt) in [
@@ -186,7 +188,7 @@ async fn operator_runs_as_the_charts_service_account() {
     })
     .await;
     let pod = pods
-        .list(&ListParams::default())
+        .list(&solo)
         .await
         .unwrap()
         .items
