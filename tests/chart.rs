@@ -175,16 +175,12 @@ async fn operator_runs_as_the_charts_service_account() {
     );
     let pods: Api<k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(client("admin").await, &ns.name);
+    let solo = ListParams::default().labels("app=solo");
     wait_for("a running pod", Duration::from_secs(30), || async {
-        pods.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .any(|p| {
-                p.metadata.deletion_timestamp.is_none()
-                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-            })
+        pods.list(&solo).await.unwrap().items.iter().any(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
     })
     .await;
     let pod = pods
