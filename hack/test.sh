@@ -31,7 +31,7 @@ trap '"$HACK_DIR/cluster-down.sh" >/dev/null 2>&1 || true' EXIT
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test controlplane --test operator --test operations --test chart
+cargo test --test controlplane --test operator --test operations --test chart --test llm
 
 log "demo, end to end (step 'hack/demo.sh')"
 DEMO_PAUSE=0 "$HACK_DIR/demo.sh" > "$KUBILITICS_CLUSTER_DIR/demo.log" 2>&1 \

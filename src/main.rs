@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kubilitics_ai::{
-    agent::BuiltinPlanner,
+    agent::{BuiltinPlanner, Flavor, LlmConfig, OpenAiPlanner, Planner},
     api::crds_yaml,
     controller::{self, Config},
     execute::FailPoint,
@@ -61,12 +61,56 @@ struct RunArgs {
     /// Delete finished requests and their plans this long after they finished (off when unset).
     #[arg(long, env = "KUBILITICS_FINISHED_TTL", value_parser = parse_duration)]
     finished_ttl: Option<Duration>,
+    /// Planner: `builtin` (offline, deterministic) or `openai` (any OpenAI-compatible endpoint).
+    #[arg(long, env = "KUBILITICS_PROVIDER", value_enum, default_value_t = Provider::Builtin)]
+    provider: Provider,
+    /// API flavour of the LLM endpoint.
+    #[arg(long, env = "KUBILITICS_LLM_FLAVOR", value_enum, default_value_t = Flavor::Openai)]
+    llm_flavor: Flavor,
+    /// Base URL of the OpenAI-compatible API (e.g. http://ollama:11434/v1).
+    #[arg(
+        long,
+        env = "KUBILITICS_LLM_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    llm_base_url: String,
+    /// Model (Azure: the deployment name); `spec.model` overrides it per request.
+    #[arg(long, env = "KUBILITICS_LLM_MODEL", default_value = "gpt-4o-mini")]
+    llm_model: String,
+    /// API key; set it from a Secret (env), never on the command line.
+    #[arg(long, env = "KUBILITICS_LLM_API_KEY", hide_env_values = true)]
+    llm_api_key: Option<String>,
+    /// Azure OpenAI api-version.
+    #[arg(
+        long,
+        env = "KUBILITICS_LLM_AZURE_API_VERSION",
+        default_value = "2024-10-21"
+    )]
+    llm_azure_api_version: String,
+    /// Sampling temperature.
+    #[arg(long, env = "KUBILITICS_LLM_TEMPERATURE", default_value_t = 0.1)]
+    llm_temperature: f32,
+    /// Most model calls per request.
+    #[arg(long, env = "KUBILITICS_LLM_MAX_ITERATIONS", default_value_t = 10)]
+    llm_max_iterations: usize,
+    /// Timeout of one model call.
+    #[arg(long, env = "KUBILITICS_LLM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    llm_timeout: Duration,
+    /// Most tokens one model call may generate.
+    #[arg(long, env = "KUBILITICS_LLM_MAX_TOKENS", default_value_t = 1024)]
+    llm_max_tokens: u32,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KUBILITICS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// Log format.
     #[arg(long, env = "KUBILITICS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Provider {
+    Builtin,
+    Openai,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -119,7 +163,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(namespace = ?config.namespace, plan_ttl = ?config.plan_ttl, "starting kubilitics-ai");
     let ready = Ready::default();
     let server = tokio::spawn(telemetry::serve(args.metrics_addr, ready.clone()));
-    let result = controller::run(client, config, Arc::new(BuiltinPlanner), ready).await;
+    let planner: Arc<dyn Planner> = match args.provider {
+        Provider::Builtin => Arc::new(BuiltinPlanner),
+        Provider::Openai => {
+            let llm = LlmConfig {
+                flavor: args.llm_flavor,
+                base_url: args.llm_base_url,
+                model: args.llm_model,
+                api_key: args.llm_api_key,
+                azure_api_version: args.llm_azure_api_version,
+                temperature: args.llm_temperature,
+                max_iterations: args.llm_max_iterations,
+                timeout: args.llm_timeout,
+                max_tokens: args.llm_max_tokens,
+                ..Default::default()
+            };
+            tracing::info!(?llm, "using the openai provider");
+            Arc::new(OpenAiPlanner::new(llm)?)
+        }
+    };
+    let result = controller::run(client, config, planner, ready).await;
     server.abort();
     result
 }

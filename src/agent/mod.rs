@@ -4,8 +4,11 @@
 
 mod builtin;
 pub mod intent;
+pub mod openai;
+pub mod schema;
 
 pub use builtin::BuiltinPlanner;
+pub use openai::{Flavor, LlmConfig, OpenAiPlanner};
 
 use async_trait::async_trait;
 

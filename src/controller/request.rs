@@ -91,6 +91,55 @@ pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action,
     drive_plan(&req, &ctx, &plan_name, status).await
 }
 
+/// The earlier exchanges of a conversation (oldest first, at most 20): the
+/// prompts and answers of other requests in the namespace with the same
+/// `spec.conversation`, created before this one.
+async fn conversation_history(
+    ctx: &Context,
+    req: &AIRequest,
+    conversation: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let mine = (
+        req.metadata.creation_timestamp.clone().map(|t| t.0),
+        req.name_any(),
+    );
+    let mut earlier: Vec<AIRequest> = requests(ctx, &ns)
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.spec.conversation.as_deref() == Some(conversation)
+                && r.metadata.uid != req.metadata.uid
+        })
+        .filter(|r| {
+            (
+                r.metadata.creation_timestamp.clone().map(|t| t.0),
+                r.name_any(),
+            ) < mine
+        })
+        .filter(|r| r.status.as_ref().and_then(|s| s.answer.as_ref()).is_some())
+        .collect();
+    earlier.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.clone().map(|t| t.0),
+            r.name_any(),
+        )
+    });
+    let skip = earlier.len().saturating_sub(20);
+    Ok(earlier
+        .into_iter()
+        .skip(skip)
+        .map(|r| {
+            (
+                r.spec.prompt.clone(),
+                r.status.and_then(|s| s.answer).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
 /// Deletes a request that finished longer than `finished_ttl` ago (its plans
 /// follow through owner references); otherwise schedules the next look.
 async fn housekeeping(
@@ -206,10 +255,44 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         namespace_explicit: req.spec.target_namespace.is_some(),
         mode: req.mode(),
         model: req.spec.model.clone(),
-        history: vec![],
+        history: match &req.spec.conversation {
+            Some(c) => conversation_history(ctx, req, c).await?,
+            None => vec![],
+        },
     };
     let tools = ReadTools::new(ctx.client.clone());
-    let outcome = ctx.planner.plan(&input, &tools).await?;
+    let outcome = match ctx.planner.plan(&input, &tools).await {
+        Ok(o) => o,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            // A planner that cannot work (bad key, bad model) is reported, not retried forever.
+            let msg = e.to_string();
+            let mut s = status.clone();
+            s.phase = Some(RequestPhase::Failed);
+            s.answer = Some(format!(
+                "❌ The {} planner failed: {msg}",
+                ctx.planner.name()
+            ));
+            s.summary = s.answer.as_deref().map(summary_of);
+            s.input_digest = Some(digest);
+            s.conditions = request_conditions(
+                &s.conditions,
+                RequestPhase::Failed,
+                reason::FAILED,
+                &msg,
+                gen_,
+            );
+            write_request(&req_api, req, s).await?;
+            metrics()
+                .requests
+                .with_label_values(&["unknown", "failed"])
+                .inc();
+            ctx.events
+                .publish(&req_ref, true, reason::FAILED, "Plan", &msg)
+                .await;
+            return Ok(final_requeue(ctx));
+        }
+    };
     let op = outcome.operation.clone();
     metrics()
         .request_duration

@@ -369,3 +369,21 @@ pub fn tool(name: &str, args: &[&str], stdin: Option<&str>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The operator in-process with a given planner (e.g. the openai planner against a scripted server).
+pub async fn start_operator_with_planner(
+    ns: &str,
+    planner: Arc<dyn kubilitics_ai::agent::Planner>,
+) -> Operator {
+    let cfg = controller::Config {
+        namespace: Some(ns.to_string()),
+        ..Default::default()
+    };
+    let client = client("admin").await;
+    let handle = tokio::spawn(async move {
+        if let Err(e) = controller::run(client, cfg, planner, Ready::default()).await {
+            panic!("operator failed: {e}");
+        }
+    });
+    Operator { handle }
+}
