@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (kubeconfig from KUBECONFIG/~/.kube/config, or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CRDs as YAML (`kubilitics-ai crd | kubectl apply -f -`).
     Crd,
 }
@@ -140,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", crds_yaml()?);
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
