@@ -256,6 +256,8 @@ impl Planner for OpenAiPlanner {
                 "temperature": self.cfg.temperature,
                 "max_tokens": self.cfg.max_tokens,
                 "stream": false,
+                // One action per turn: small models otherwise emit runs of calls.
+                "parallel_tool_calls": false,
             });
             let resp = self.chat(&body, &model).await?;
             usage.llm_calls += 1;

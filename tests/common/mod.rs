@@ -204,6 +204,12 @@ pub async fn ask(user: &str, ns: &str, name: &str, prompt: &str) -> AIRequest {
 
 /// Waits until the request's phase is `phase` and returns it.
 pub async fn wait_phase(ns: &str, name: &str, phase: &str) -> AIRequest {
+    wait_phase_within(ns, name, &[phase], Duration::from_secs(30)).await
+}
+
+/// Waits until the request's phase is one of `phases` (within `timeout`) and returns it.
+pub async fn wait_phase_within(ns: &str, name: &str, phases: &[&str], timeout: Duration) -> AIRequest {
+    let phase = phases.join("|");
     let api = Api::<AIRequest>::namespaced(client("admin").await, ns);
     let start = Instant::now();
     loop {
@@ -214,11 +220,11 @@ pub async fn wait_phase(ns: &str, name: &str, phase: &str) -> AIRequest {
             .and_then(|s| s.phase)
             .map(|p| format!("{p:?}"))
             .unwrap_or_default();
-        if p == phase {
+        if phases.contains(&p.as_str()) {
             return r;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < timeout,
             "AIRequest {name} never reached {phase} (last phase {p}); status: {:?}",
             r.status
         );
