@@ -8,6 +8,7 @@
 //! - [`execute`]: the approval gate and the executor of approved plans.
 //! - [`controller`]: the reconciler.
 //! - [`telemetry`]: metrics, events, tracing, health endpoints.
+//! - [`webhook`]: admission webhook stamping requester and approver identity.
 
 pub mod agent;
 pub mod api;
@@ -16,3 +17,4 @@ pub mod execute;
 pub mod safety;
 pub mod telemetry;
 pub mod tools;
+pub mod webhook;

@@ -12,6 +12,7 @@ use kubilitics_ai::{
     execute::FailPoint,
     safety::Guardrails,
     telemetry::{self, LogFormat, Ready},
+    webhook::{self, Endpoint, WebhookConfig},
 };
 
 #[derive(Parser)]
@@ -99,6 +100,28 @@ struct RunArgs {
     /// Most tokens one model call may generate.
     #[arg(long, env = "KUBILITICS_LLM_MAX_TOKENS", default_value_t = 1024)]
     llm_max_tokens: u32,
+    /// Serve the admission webhook on this address (e.g. 0.0.0.0:9443); off when unset.
+    #[arg(long, env = "KUBILITICS_WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// In-cluster: the Service in front of the webhook, as namespace/name[:port].
+    #[arg(long, env = "KUBILITICS_WEBHOOK_SERVICE")]
+    webhook_service: Option<String>,
+    /// Out of cluster: the URL the API server calls (e.g. https://127.0.0.1:9443).
+    #[arg(long, env = "KUBILITICS_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Name of the MutatingWebhookConfiguration the operator keeps current.
+    #[arg(
+        long,
+        env = "KUBILITICS_WEBHOOK_CONFIGURATION",
+        default_value = "kubilitics-ai"
+    )]
+    webhook_configuration: String,
+    /// Refuse requests that carry no requester identity (defaults to on when the webhook is served).
+    #[arg(long, env = "KUBILITICS_REQUIRE_IDENTITY")]
+    require_identity: Option<bool>,
+    /// Let requesters approve their own plans (off by default).
+    #[arg(long, env = "KUBILITICS_ALLOW_SELF_APPROVAL", default_value_t = false)]
+    allow_self_approval: bool,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KUBILITICS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -159,6 +182,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
         concurrency: args.concurrency,
         finished_ttl: args.finished_ttl,
+        require_identity: args.require_identity.unwrap_or(args.webhook_addr.is_some()),
+        separation_of_duties: !args.allow_self_approval,
     };
     tracing::info!(namespace = ?config.namespace, plan_ttl = ?config.plan_ttl, "starting kubilitics-ai");
     let ready = Ready::default();
@@ -182,7 +207,59 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(OpenAiPlanner::new(llm)?)
         }
     };
+    let webhook = match args.webhook_addr {
+        Some(addr) => {
+            let endpoint = match (&args.webhook_service, &args.webhook_url) {
+                (Some(svc), _) => {
+                    let (ns, rest) = svc.split_once('/').ok_or_else(|| {
+                        anyhow::anyhow!("--webhook-service is namespace/name[:port]")
+                    })?;
+                    let (name, port) = match rest.split_once(':') {
+                        Some((n, p)) => (n.to_string(), p.parse()?),
+                        None => (rest.to_string(), 443),
+                    };
+                    Endpoint::Service {
+                        namespace: ns.into(),
+                        name,
+                        port,
+                    }
+                }
+                (None, Some(url)) => Endpoint::Url(url.clone()),
+                (None, None) => {
+                    anyhow::bail!("--webhook-addr needs --webhook-service or --webhook-url")
+                }
+            };
+            let hosts = match &endpoint {
+                Endpoint::Service {
+                    namespace, name, ..
+                } => vec![
+                    format!("{name}.{namespace}.svc"),
+                    format!("{name}.{namespace}.svc.cluster.local"),
+                ],
+                Endpoint::Url(u) => vec![
+                    u.trim_start_matches("https://")
+                        .split([':', '/'])
+                        .next()
+                        .unwrap_or("localhost")
+                        .to_string(),
+                ],
+            };
+            let cfg = WebhookConfig {
+                addr,
+                configuration_name: args.webhook_configuration.clone(),
+                endpoint,
+                hosts,
+                namespace: config.namespace.clone(),
+                separation_of_duties: config.separation_of_duties,
+            };
+            Some(tokio::spawn(webhook::run(client.clone(), cfg)))
+        }
+        None => None,
+    };
     let result = controller::run(client, config, planner, ready).await;
+    if let Some(w) = webhook {
+        w.abort();
+    }
     server.abort();
     result
 }

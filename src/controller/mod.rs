@@ -47,6 +47,11 @@ pub struct Config {
     /// this long after they finished. `None` keeps them (the default: GitOps
     /// tools would re-create deleted requests from git).
     pub finished_ttl: Option<Duration>,
+    /// Refuse requests without a requester identity (stamped by the admission
+    /// webhook). Without an identity, tools run with the operator's own RBAC.
+    pub require_identity: bool,
+    /// The requester may not approve their own plan.
+    pub separation_of_duties: bool,
 }
 
 impl Default for Config {
@@ -59,6 +64,8 @@ impl Default for Config {
             instance: None,
             concurrency: 16,
             finished_ttl: None,
+            require_identity: false,
+            separation_of_duties: true,
         }
     }
 }

@@ -22,6 +22,9 @@ use crate::api::{
 };
 use crate::execute::{self, ApprovalDecision, ExecOutcome, decide_approval, plan_id};
 use crate::safety::Verdict;
+use crate::safety::authz::{
+    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, identity_from, mutation_permissions,
+};
 use crate::telemetry::{metrics, object_ref};
 use crate::tools::ReadTools;
 
@@ -52,6 +55,25 @@ fn summary_of(answer: &str) -> String {
 }
 
 pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %req.namespace().unwrap_or_default(),
+        request = %req.name_any(),
+        trace_id = %trace_id(),
+    );
+    reconcile_inner(req, ctx).instrument(span).await
+}
+
+/// A random id tying together the log lines of one reconcile.
+fn trace_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i128(Timestamp::now().as_nanosecond());
+    format!("{:016x}", h.finish())
+}
+
+async fn reconcile_inner(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = req.namespace().unwrap_or_default();
     let status = req.status.clone().unwrap_or_default();
     let digest = input_digest(&req.spec, &ns);
@@ -249,6 +271,31 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     status.observed_generation = gen_;
     let status = write_request(&req_api, req, status).await?;
 
+    // Who asked: stamped by the admission webhook at creation; nobody else can set it.
+    let requester = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
+    let authz = requester
+        .clone()
+        .map(|r| Authorizer::new(ctx.client.clone(), r));
+    if requester.is_none() && ctx.config.require_identity {
+        let msg = "no requester identity on this AIRequest: is the kubilitics-ai admission webhook installed? Refusing to run with an unknown identity.";
+        let mut s = status.clone();
+        s.phase = Some(RequestPhase::Failed);
+        s.answer = Some(format!("⛔ {msg}"));
+        s.summary = s.answer.as_deref().map(summary_of);
+        s.input_digest = Some(digest);
+        s.conditions = request_conditions(
+            &s.conditions,
+            RequestPhase::Failed,
+            reason::BLOCKED,
+            msg,
+            gen_,
+        );
+        write_request(&req_api, req, s).await?;
+        ctx.events
+            .publish(&req_ref, true, reason::BLOCKED, "Plan", msg)
+            .await;
+        return Ok(final_requeue(ctx));
+    }
     let input = PlanInput {
         prompt: req.spec.prompt.clone(),
         namespace: req.target_namespace(),
@@ -260,7 +307,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             None => vec![],
         },
     };
-    let tools = ReadTools::new(ctx.client.clone());
+    let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz.clone());
     let outcome = match ctx.planner.plan(&input, &tools).await {
         Ok(o) => o,
         Err(e) if e.is_transient() => return Err(e.into()),
@@ -302,7 +349,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let next = AIRequestStatus {
         investigation: outcome.investigation.clone(),
         usage: outcome.usage.clone(),
-        requester: status.requester.clone(),
+        requester: requester.clone(),
         input_digest: Some(digest),
         observed_generation: gen_,
         ..Default::default()
@@ -364,6 +411,18 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
                 warnings.extend(warning);
             }
             Verdict::Blocked { reason } => blocked.push(reason),
+        }
+    }
+    // Every step must be something the requester could do themselves.
+    if blocked.is_empty()
+        && let Some(a) = &authz
+    {
+        for m in &outcome.mutations {
+            match a.check(&mutation_permissions(m)).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => blocked.push(e.to_string()),
+            }
         }
     }
     if !blocked.is_empty() {
@@ -517,6 +576,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         .inc();
 
     let note = format!("plan {plan_name} (id {id}, risk {risk:?}): {plan_summary}");
+    tracing::info!(plan = %plan_name, plan_id = %id, risk = ?risk, steps = steps.len(), "planned; awaiting approval");
     let plan_ref = object_ref(&created);
     ctx.events
         .publish(&req_ref, false, reason::PLANNED, "Plan", &note)
@@ -671,11 +731,50 @@ async fn drive_plan(
                 let ApprovalDecision::Approved { source, comment } = &d else {
                     unreachable!()
                 };
+                // Who approved: stamped by the webhook on the object that carries the approval.
+                let approver = if *source == execute::SOURCE_PLAN {
+                    identity_from(plan.metadata.annotations.as_ref(), APPROVED_BY_ANNOTATION)
+                } else {
+                    identity_from(req.metadata.annotations.as_ref(), APPROVED_BY_ANNOTATION)
+                };
+                let requester =
+                    identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
+                if ctx.config.separation_of_duties
+                    && let (Some(a), Some(r)) = (&approver, &requester)
+                    && a.username == r.username
+                {
+                    let given = format!("{source} by {}", a.username);
+                    if ps.last_mismatched_plan_id.as_deref() != Some(given.as_str()) {
+                        let note = format!(
+                            "separation of duties: {} requested this plan and cannot approve it; nothing runs",
+                            a.username
+                        );
+                        ctx.events
+                            .publish(&plan_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
+                            .await;
+                        ctx.events
+                            .publish(&req_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
+                            .await;
+                        let cur = plan.status.clone();
+                        ps.last_mismatched_plan_id = Some(given);
+                        write_plan(&plan_api, plan_name, cur.as_ref(), ps.clone()).await?;
+                    }
+                    return Ok(requeue_until(
+                        ps.expires_at
+                            .clone()
+                            .map(|t| t.0)
+                            .unwrap_or_else(Timestamp::now),
+                    ));
+                }
                 ps.phase = Some(PlanPhase::Approved);
                 ps.approved_at = Some(Time(Timestamp::now()));
+                let who = approver
+                    .as_ref()
+                    .map(|a| a.username.clone())
+                    .unwrap_or_else(|| "unknown (no admission webhook)".into());
                 ps.approved_by = Some(match comment {
-                    Some(c) => format!("{source} ({})", truncate(c, 200)),
-                    None => source.to_string(),
+                    Some(c) => format!("{who} via {source} ({})", truncate(c, 200)),
+                    None => format!("{who} via {source}"),
                 });
                 ps.observed_generation = pgen;
                 ps.conditions = plan_conditions(
@@ -773,6 +872,8 @@ async fn run_plan(
                 Ok(s)
             })
         };
+    let authz = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
+        .map(|r| Authorizer::new(ctx.client.clone(), r));
     let (ps, outcome) = execute::execute(
         &ctx.client,
         &ctx.events,
@@ -781,6 +882,7 @@ async fn run_plan(
         &token,
         &writer,
         ctx.config.failpoint,
+        authz.as_ref(),
     )
     .await?;
     let current = last.lock().map(|g| g.clone()).unwrap_or(None);

@@ -143,6 +143,7 @@ pub type StatusWriter<'a> = &'a (
     );
 
 /// Runs the steps of an approved plan in order.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &Client,
     events: &Events,
@@ -151,6 +152,7 @@ pub async fn execute(
     token: &Approved,
     write: StatusWriter<'_>,
     failpoint: FailPoint,
+    authz: Option<&crate::safety::authz::Authorizer>,
 ) -> Result<(AIPlanStatus, ExecOutcome), ExecError> {
     let plan_ref = object_ref(plan);
     let now = || Time(Timestamp::now());
@@ -205,6 +207,26 @@ pub async fn execute(
                     .await;
                 return Ok((status, ExecOutcome::Drifted(msg)));
             }
+        }
+
+        // The requester must still be allowed to do this step themselves.
+        if let Some(a) = authz
+            && let Err(e) = a
+                .check(&crate::safety::authz::mutation_permissions(&mutation))
+                .await
+        {
+            if e.is_transient() {
+                return Err(ExecError::Tool(e));
+            }
+            let msg = format!("step {n} ({}) refused: {e}; nothing was changed", step.tool);
+            status.steps[i].state = StepState::Failed;
+            status.steps[i].message = Some(msg.clone());
+            skip_rest(&mut status, i + 1);
+            status = write(status).await.map_err(ExecError::Status)?;
+            events
+                .publish(&plan_ref, true, reason::STEP_FAILED, &action, &msg)
+                .await;
+            return Ok((status, ExecOutcome::Failed(msg)));
         }
 
         // Persist Running before the call: a crash after this point is

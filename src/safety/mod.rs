@@ -1,6 +1,8 @@
 //! Guardrails and redaction: pure functions, enforced in code whatever the
 //! planner (or a model) says.
 
+pub mod authz;
+
 use std::sync::LazyLock;
 
 use regex::Regex;

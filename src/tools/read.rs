@@ -102,17 +102,36 @@ impl ReadCall {
 #[derive(Clone)]
 pub struct ReadTools {
     client: Client,
+    /// When set, every call is first checked against the requester's RBAC.
+    authz: Option<crate::safety::authz::Authorizer>,
 }
 
 impl ReadTools {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            authz: None,
+        }
+    }
+
+    /// Bounds every call by the RBAC of `authz`'s user (SubjectAccessReview).
+    pub fn with_authorizer(mut self, authz: Option<crate::safety::authz::Authorizer>) -> Self {
+        self.authz = authz;
+        self
     }
 
     /// Runs a call, recording it for the investigation log and metrics.
     pub async fn run(&self, call: &ReadCall) -> (Result<String, ToolError>, ToolCall) {
         let started = Instant::now();
-        let result = self.dispatch(call).await.map(|s| {
+        let allowed = match &self.authz {
+            Some(a) => a.check(&crate::safety::authz::read_permissions(call)).await,
+            None => Ok(()),
+        };
+        let result = match allowed {
+            Ok(()) => self.dispatch(call).await,
+            Err(e) => Err(e),
+        }
+        .map(|s| {
             let s = redact(&s);
             crate::api::truncate(&s, MAX_OUTPUT)
         });

@@ -208,7 +208,12 @@ pub async fn wait_phase(ns: &str, name: &str, phase: &str) -> AIRequest {
 }
 
 /// Waits until the request's phase is one of `phases` (within `timeout`) and returns it.
-pub async fn wait_phase_within(ns: &str, name: &str, phases: &[&str], timeout: Duration) -> AIRequest {
+pub async fn wait_phase_within(
+    ns: &str,
+    name: &str,
+    phases: &[&str],
+    timeout: Duration,
+) -> AIRequest {
     let phase = phases.join("|");
     let api = Api::<AIRequest>::namespaced(client("admin").await, ns);
     let start = Instant::now();
@@ -392,4 +397,55 @@ pub async fn start_operator_with_planner(
         }
     });
     Operator { handle }
+}
+
+/// The chart's ClusterRoles (requester, approver, operator), applied once per run.
+pub fn ensure_chart_rbac() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = cluster_dir();
+        let rbac = tool(
+            "helm",
+            &[
+                "template",
+                "kubilitics-ai",
+                "charts/kubilitics-ai",
+                "-n",
+                "kubilitics-system",
+                "--show-only",
+                "templates/rbac.yaml",
+            ],
+            None,
+        );
+        // Only the ClusterRoles: the binding names a namespace that may not exist.
+        let roles: Vec<&str> = rbac
+            .split("\n---")
+            .filter(|d| d.contains("kind: ClusterRole\n"))
+            .collect();
+        tool(
+            "kubectl",
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&roles.join("\n---\n")),
+        );
+    });
+}
+
+/// Binds `user` to a ClusterRole within `ns`.
+pub fn bind(ns: &str, user: &str, cluster_role: &str) {
+    let name = format!("{user}-{cluster_role}");
+    tool(
+        "kubectl",
+        &[
+            "-n",
+            ns,
+            "create",
+            "rolebinding",
+            &name,
+            "--clusterrole",
+            cluster_role,
+            "--user",
+            user,
+        ],
+        None,
+    );
 }
