@@ -250,7 +250,7 @@ fn respond(
 
 fn parse(
     review: AdmissionReview<DynamicObject>,
-) -> Result<AdmissionRequest<DynamicObject>, Json<AdmissionReview<DynamicObject>>> {
+) -> Result<AdmissionRequest<DynamicObject>, Box<Json<AdmissionReview<DynamicObject>>>> {
     review
         .try_into()
         .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| {
@@ -264,7 +264,7 @@ async fn mutate_request(
 ) -> Json<AdmissionReview<DynamicObject>> {
     let req = match parse(review) {
         Ok(r) => r,
-        Err(j) => return j,
+        Err(j) => return *j,
     };
     let Some(obj) = req.object.as_ref() else {
         return respond(&req, Ok(vec![]));
@@ -331,7 +331,7 @@ async fn mutate_plan(
 ) -> Json<AdmissionReview<DynamicObject>> {
     let req = match parse(review) {
         Ok(r) => r,
-        Err(j) => return j,
+        Err(j) => return *j,
     };
     let Some(obj) = req.object.as_ref() else {
         return respond(&req, Ok(vec![]));
