@@ -254,7 +254,9 @@ fn parse(
     review
         .try_into()
         .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| {
-            Json(AdmissionResponse::invalid(e.to_string()).into_review())
+            Box::new(Json(
+                AdmissionResponse::invalid(e.to_string()).into_review(),
+            ))
         })
 }
 
