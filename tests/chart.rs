@@ -95,6 +95,8 @@ async fn operator_runs_as_the_charts_service_account() {
         &["apply", "--dry-run=server", "-n", RELEASE_NS, "-f", "-"],
         Some(&rendered),
     );
+    // The admission policies apply only to namespaces labelled for this test, so that the
+    // other tests' operators (running as admin) are not affected.
     tool(
         "helm",
         &[
@@ -105,13 +107,90 @@ async fn operator_runs_as_the_charts_service_account() {
             "-n",
             RELEASE_NS,
             "--wait=false",
+            "--set",
+            "admissionPolicy.namespaceSelector.matchLabels.kubilitics-ai/policy=enforced",
         ],
         None,
     );
 
     let ns = TestNs::new("chart").await;
+    tool(
+        "kubectl",
+        &[
+            "label",
+            "namespace",
+            &ns.name,
+            "kubilitics-ai/policy=enforced",
+        ],
+        None,
+    );
+    // Requests come from admin; bob approves (separation of duties) and may do the steps.
+    bind(&ns.name, "bob", "kubilitics-ai-approver");
+    bind(&ns.name, "bob", "edit");
     let sa = format!("system:serviceaccount:{RELEASE_NS}:kubilitics-ai");
-    let _op = start_operator_with(client_as(&sa).await, &ns.name).await;
+    // Operator and webhook both as the chart's ServiceAccount, identities required.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook_cfg = kubilitics_ai::webhook::WebhookConfig {
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        configuration_name: format!("kubilitics-ai-{}", ns.name),
+        endpoint: kubilitics_ai::webhook::Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        hosts: vec!["127.0.0.1".into()],
+        namespace: Some(ns.name.clone()),
+        separation_of_duties: true,
+    };
+    let stop = kubilitics_ai::webhook::ShutdownHandle::new();
+    let (sa_client, stop2) = (client_as(&sa).await, stop.clone());
+    let hook = tokio::spawn(async move {
+        kubilitics_ai::webhook::run_with_handle(sa_client, hook_cfg, stop2)
+            .await
+            .expect("webhook as the chart's ServiceAccount");
+    });
+    let cfg = kubilitics_ai::controller::Config {
+        namespace: Some(ns.name.clone()),
+        require_identity: true,
+        ..Default::default()
+    };
+    let sa_client = client_as(&sa).await;
+    let op = tokio::spawn(async move {
+        kubilitics_ai::controller::run(
+            sa_client,
+            cfg,
+            std::sync::Arc::new(kubilitics_ai::agent::BuiltinPlanner),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    });
+    let _cleanup = scopeguard(move || {
+        stop.shutdown();
+        hook.abort();
+        op.abort();
+    });
+    // Wait until the webhook answers (a dry-run create comes back stamped).
+    let reqs = Api::<kubilitics_ai::api::AIRequest>::namespaced(client("admin").await, &ns.name);
+    wait_for("webhook serving", Duration::from_secs(20), || async {
+        let probe = kubilitics_ai::api::AIRequest::new(
+            "probe",
+            kubilitics_ai::api::AIRequestSpec {
+                prompt: "x".into(),
+                ..Default::default()
+            },
+        );
+        let dry = kube::api::PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        reqs.create(&dry, &probe).await.is_ok_and(|o| {
+            o.metadata
+                .annotations
+                .is_some_and(|a| a.contains_key(kubilitics_ai::safety::authz::REQUESTER_ANNOTATION))
+        })
+    })
+    .await;
     deployment(&ns.name, "nginx", 3).await;
     // Its pod is used for the logs and delete_pod tools; nothing else touches it.
     deployment(&ns.name, "solo", 1).await;
@@ -147,7 +226,7 @@ async fn operator_runs_as_the_charts_service_account() {
             .status
             .unwrap();
         approve(
-            "admin",
+            "bob",
             &ns.name,
             s.plan_ref.as_deref().unwrap(),
             s.plan_id.as_deref().unwrap(),
@@ -218,7 +297,7 @@ async fn operator_runs_as_the_charts_service_account() {
         .status
         .unwrap();
     approve(
-        "admin",
+        "bob",
         &ns.name,
         s.plan_ref.as_deref().unwrap(),
         s.plan_id.as_deref().unwrap(),
@@ -226,4 +305,48 @@ async fn operator_runs_as_the_charts_service_account() {
     .await
     .unwrap();
     wait_phase(&ns.name, "del", "Succeeded").await;
+    let r = Api::<kubilitics_ai::api::AIRequest>::namespaced(client("admin").await, &ns.name)
+        .get("del")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status.unwrap().requester.unwrap().username,
+        "admin",
+        "identity stamped by the webhook"
+    );
+
+    // The ValidatingAdmissionPolicy: only the operator writes plan status, even for cluster admins.
+    let err = Api::<kubilitics_ai::api::AIPlan>::namespaced(client("admin").await, &ns.name)
+        .patch_status(
+            s.plan_ref.as_deref().unwrap(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Approved"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.message.contains("written only by the kubilitics-ai operator")),
+        "{err}"
+    );
+    let _ = std::process::Command::new(kubectl())
+        .args([
+            "delete",
+            "mutatingwebhookconfiguration",
+            &format!("kubilitics-ai-{}", ns.name),
+        ])
+        .env("KUBECONFIG", kubeconfig("admin"))
+        .output();
+}
+
+/// Runs `f` when dropped (also when the test panics).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
