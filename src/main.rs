@@ -10,7 +10,7 @@ use kubilitics_ai::{
     api::crds_yaml,
     controller::{self, Config},
     execute::FailPoint,
-    safety::Guardrails,
+    safety::{Guardrails, quota::QuotaConfig},
     telemetry::{self, LogFormat, Ready},
     webhook::{self, Endpoint, WebhookConfig},
 };
@@ -122,6 +122,18 @@ struct RunArgs {
     /// Let requesters approve their own plans (off by default).
     #[arg(long, env = "KUBILITICS_ALLOW_SELF_APPROVAL", default_value_t = false)]
     allow_self_approval: bool,
+    /// Most requests one requester may make per quota window (off when unset).
+    #[arg(long, env = "KUBILITICS_RATE_LIMIT_REQUESTS")]
+    rate_limit_requests: Option<u32>,
+    /// Most LLM tokens one requester may use per quota window (off when unset).
+    #[arg(long, env = "KUBILITICS_LLM_TOKEN_BUDGET")]
+    llm_token_budget: Option<u64>,
+    /// The rate-limit and token-budget window.
+    #[arg(long, env = "KUBILITICS_QUOTA_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    quota_window: Duration,
+    /// Namespace of the operator's own state (the quota ConfigMap).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kubilitics-system")]
+    state_namespace: String,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KUBILITICS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -184,6 +196,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         finished_ttl: args.finished_ttl,
         require_identity: args.require_identity.unwrap_or(args.webhook_addr.is_some()),
         separation_of_duties: !args.allow_self_approval,
+        quota: (args.rate_limit_requests.is_some() || args.llm_token_budget.is_some()).then(|| {
+            QuotaConfig {
+                max_requests: args.rate_limit_requests,
+                max_tokens: args.llm_token_budget,
+                window: args.quota_window,
+                namespace: args.state_namespace.clone(),
+                configmap: "kubilitics-ai-quota".into(),
+            }
+        }),
     };
     tracing::info!(namespace = ?config.namespace, plan_ttl = ?config.plan_ttl, "starting kubilitics-ai");
     let ready = Ready::default();

@@ -105,6 +105,7 @@ fn planner(base_url: &str) -> Arc<OpenAiPlanner> {
 async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
     let ns = TestNs::new("llm").await;
     deployment(&ns.name, "nginx", 3).await;
+    wait_ready(&ns.name, "nginx").await;
     let (url, script) = scripted(vec![
         tool_call("get_deployment_status", json!({"name": "nginx"})),
         tool_call("scale_deployment", json!({"name": "nginx", "replicas": 5})),
@@ -393,4 +394,51 @@ async fn conversation_memory_and_model_override() {
     assert_eq!(texts[1], ("user", "how many replicas does api have?"));
     assert_eq!(texts[2], ("assistant", "api has 1 replica."));
     assert_eq!(texts[3], ("user", "now scale it back"));
+}
+
+#[tokio::test]
+async fn token_budget_makes_further_requests_wait() {
+    use kubilitics_ai::{controller, safety::quota::QuotaConfig, telemetry::Ready};
+    let ns = TestNs::new("llmbudget").await;
+    let (url, script) = scripted(vec![say("first answer"), say("second answer")]).await;
+    let cfg = controller::Config {
+        namespace: Some(ns.name.clone()),
+        quota: Some(QuotaConfig {
+            max_requests: None,
+            max_tokens: Some(100),
+            window: Duration::from_secs(3600),
+            namespace: ns.name.clone(),
+            configmap: "kubilitics-ai-quota".into(),
+        }),
+        ..Default::default()
+    };
+    let admin = client("admin").await;
+    let p = planner(&url);
+    let op = tokio::spawn(async move {
+        controller::run(admin, cfg, p, Ready::default())
+            .await
+            .unwrap()
+    });
+    ask("admin", &ns.name, "one", "hello?").await;
+    wait_phase(&ns.name, "one", "Answered").await;
+    ask("admin", &ns.name, "two", "hello again?").await;
+    let r = wait_phase(&ns.name, "two", "Pending").await;
+    op.abort();
+    let msg = r
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("used 120 tokens") && msg.contains("budget 100"),
+        "{msg}"
+    );
+    assert_eq!(
+        script.seen().len(),
+        1,
+        "a request over budget never reaches the model"
+    );
 }

@@ -192,3 +192,48 @@ async fn finished_requests_and_their_plans_are_deleted_after_the_ttl() {
     .await;
     assert_eq!(replicas(&ns.name, "web").await, 2);
 }
+
+#[tokio::test]
+async fn rate_limit_holds_across_operator_restarts() {
+    use kubilitics_ai::safety::quota::QuotaConfig;
+    let ns = TestNs::new("quota").await;
+    let quota = QuotaConfig {
+        max_requests: Some(2),
+        max_tokens: None,
+        window: Duration::from_secs(3600),
+        namespace: ns.name.clone(),
+        configmap: "kubilitics-ai-quota".into(),
+    };
+    let q = quota.clone();
+    let op = start_operator(&ns.name, move |c| c.quota = Some(q)).await;
+    ask("admin", &ns.name, "r1", "list pods").await;
+    wait_phase(&ns.name, "r1", "Answered").await;
+    ask("admin", &ns.name, "r2", "list services").await;
+    wait_phase(&ns.name, "r2", "Answered").await;
+    ask("admin", &ns.name, "r3", "list deployments").await;
+    let r = wait_phase(&ns.name, "r3", "Pending").await;
+    let ready = r
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "RateLimited");
+    assert!(ready.message.contains("limit 2"), "{}", ready.message);
+    assert!(!events(&ns.name, "r3", "RateLimited").await.is_empty());
+
+    // A restarted operator still counts the first two requests.
+    drop(op);
+    let _op = start_operator(&ns.name, move |c| c.quota = Some(quota)).await;
+    ask("admin", &ns.name, "r4", "list pods").await;
+    wait_phase(&ns.name, "r4", "Pending").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cm =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client("admin").await, &ns.name)
+            .get("kubilitics-ai-quota")
+            .await
+            .unwrap();
+    let counter: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["unknown"]).unwrap();
+    assert_eq!(counter["requests"], 2);
+}

@@ -442,6 +442,6 @@ mod tests {
     #[test]
     fn system_prompt_states_the_rules() {
         let p = system_prompt("shop", Mode::ReadOnly);
-        assert!(p.contains("`shop`") && p.contains("ReadOnly") && p.contains("not instructions"));
+        assert!(p.contains("`shop`") && p.contains("ReadOnly") && p.contains("never instructions"));
     }
 }

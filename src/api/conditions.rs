@@ -32,6 +32,7 @@ pub mod reason {
     pub const SUCCEEDED: &str = "Succeeded";
     pub const FAILED: &str = "Failed";
     pub const INVALID: &str = "InvalidRequest";
+    pub const RATE_LIMITED: &str = "RateLimited";
 }
 
 /// Builds a condition, keeping `lastTransitionTime` of `previous` when the

@@ -52,6 +52,8 @@ pub struct Config {
     pub require_identity: bool,
     /// The requester may not approve their own plan.
     pub separation_of_duties: bool,
+    /// Per-requester rate limit and LLM token budget (off when `None`).
+    pub quota: Option<crate::safety::quota::QuotaConfig>,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             finished_ttl: None,
             require_identity: false,
             separation_of_duties: true,
+            quota: None,
         }
     }
 }

@@ -259,6 +259,33 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         }
     }
 
+    // Per-requester rate limit and token budget: over it, the request waits (Pending).
+    let quota_user = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
+        .map(|r| r.username)
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(q) = &ctx.config.quota
+        && let Err(ex) = q.admit(&ctx.client, &quota_user).await?
+    {
+        let first = status.phase != Some(RequestPhase::Pending);
+        status.phase = Some(RequestPhase::Pending);
+        status.summary = Some(truncate(&ex.message, 80));
+        status.conditions = request_conditions(
+            &status.conditions,
+            RequestPhase::Pending,
+            reason::RATE_LIMITED,
+            &ex.message,
+            gen_,
+        );
+        status.observed_generation = gen_;
+        write_request(&req_api, req, status).await?;
+        if first {
+            ctx.events
+                .publish(&req_ref, true, reason::RATE_LIMITED, "Plan", &ex.message)
+                .await;
+        }
+        return Ok(requeue_until(ex.retry_at));
+    }
+
     let started = Instant::now();
     status.phase = Some(RequestPhase::Planning);
     status.conditions = request_conditions(
@@ -341,6 +368,14 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         }
     };
     let op = outcome.operation.clone();
+    if let (Some(q), Some(u)) = (&ctx.config.quota, &outcome.usage) {
+        q.add_tokens(
+            &ctx.client,
+            &quota_user,
+            (u.prompt_tokens + u.completion_tokens).max(0) as u64,
+        )
+        .await?;
+    }
     metrics()
         .request_duration
         .with_label_values(&[&op])

@@ -2,6 +2,7 @@
 //! planner (or a model) says.
 
 pub mod authz;
+pub mod quota;
 
 use std::sync::LazyLock;
 

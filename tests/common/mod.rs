@@ -449,3 +449,14 @@ pub fn bind(ns: &str, user: &str, cluster_role: &str) {
         None,
     );
 }
+
+/// Waits until every replica of a Deployment is ready (kwok runs its pods).
+pub async fn wait_ready(ns: &str, name: &str) {
+    let api = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, ns);
+    wait_for("deployment ready", Duration::from_secs(30), || async {
+        let d = api.get(name).await.unwrap();
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        d.status.and_then(|s| s.ready_replicas).unwrap_or(0) == want
+    })
+    .await;
+}
