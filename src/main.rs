@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use kubilitics_ai::{
     agent::{BuiltinPlanner, Flavor, LlmConfig, OpenAiPlanner, Planner},
     api::crds_yaml,
-    controller::{self, Config},
+    controller::{
+        self, Config,
+        leader::{LeaderConfig, LeaderElector},
+    },
     execute::FailPoint,
     safety::{Guardrails, quota::QuotaConfig},
     telemetry::{self, LogFormat, Ready},
@@ -134,6 +137,22 @@ struct RunArgs {
     /// Namespace of the operator's own state (the quota ConfigMap).
     #[arg(long, env = "POD_NAMESPACE", default_value = "kubilitics-system")]
     state_namespace: String,
+    /// Elect a leader among replicas with a Lease in the state namespace; only the leader reconciles.
+    #[arg(long, env = "KUBILITICS_LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "KUBILITICS_LEADER_LEASE",
+        default_value = "kubilitics-ai-leader"
+    )]
+    leader_lease: String,
+    /// A standby takes over after the leader has not renewed for this long.
+    #[arg(long, env = "KUBILITICS_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    leader_lease_duration: Duration,
+    /// How often the leader renews (and standbys retry).
+    #[arg(long, env = "KUBILITICS_LEADER_RETRY", default_value = "2s", value_parser = parse_duration)]
+    leader_retry: Duration,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KUBILITICS_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -277,7 +296,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let result = controller::run(client, config, planner, ready).await;
+    let result = if args.leader_elect {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "kubilitics-ai".into()),
+                std::process::id()
+            )
+        });
+        let elector = LeaderElector::new(
+            client.clone(),
+            LeaderConfig {
+                namespace: args.state_namespace.clone(),
+                lease_name: args.leader_lease.clone(),
+                identity,
+                lease_duration: args.leader_lease_duration,
+                retry: args.leader_retry,
+            },
+        );
+        // A standby is healthy (it serves the webhook); it reconciles once it leads.
+        ready.set(true);
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let result = tokio::select! {
+            r = controller::run(client, config, planner, ready) => r,
+            _ = elector.hold() => {
+                // Never risk two executors: stop now, the Deployment restarts us as a standby.
+                tracing::error!("lost leadership; exiting");
+                std::process::exit(1);
+            }
+        };
+        elector.release().await;
+        result
+    } else {
+        controller::run(client, config, planner, ready).await
+    };
     if let Some(w) = webhook {
         w.abort();
     }

@@ -6,6 +6,7 @@
 //! Watches are cheap: both streams pass only generation changes (spec edits,
 //! approvals, rejections), not our own status writes.
 
+pub mod leader;
 mod request;
 mod status;
 
