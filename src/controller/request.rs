@@ -13,7 +13,9 @@ use kube::{
 };
 use sha2::{Digest, Sha256};
 
-use super::status::{plan_conditions, plan_reason, request_conditions, write_plan, write_request};
+use super::status::{
+    plan_conditions, plan_reason, request_conditions, set_request_phase, write_plan, write_request,
+};
 use super::{Context, Error};
 use crate::agent::PlanInput;
 use crate::api::{
@@ -287,15 +289,13 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     }
 
     let started = Instant::now();
-    status.phase = Some(RequestPhase::Planning);
-    status.conditions = request_conditions(
-        &status.conditions,
+    set_request_phase(
+        &mut status,
         RequestPhase::Planning,
         reason::PLANNING,
         "investigating",
         gen_,
     );
-    status.observed_generation = gen_;
     let status = write_request(&req_api, req, status).await?;
 
     // Who asked: stamped by the admission webhook at creation; nobody else can set it.
@@ -672,15 +672,7 @@ async fn drive_plan(
         let msg = format!(
             "AIPlan {plan_name} was deleted before it finished; change the request to plan again"
         );
-        s.phase = Some(RequestPhase::Failed);
-        s.conditions = request_conditions(
-            &s.conditions,
-            RequestPhase::Failed,
-            reason::FAILED,
-            &msg,
-            gen_,
-        );
-        s.observed_generation = gen_;
+        set_request_phase(&mut s, RequestPhase::Failed, reason::FAILED, &msg, gen_);
         write_request(&req_api, req, s).await?;
         ctx.events
             .publish(&req_ref, true, reason::FAILED, "Execute", &msg)
@@ -740,7 +732,6 @@ async fn drive_plan(
                     &plan,
                     ps,
                     PlanPhase::Rejected,
-                    RequestPhase::Rejected,
                     reason::REJECTED,
                     &msg,
                     false,
@@ -755,7 +746,6 @@ async fn drive_plan(
                     &plan,
                     ps,
                     PlanPhase::Expired,
-                    RequestPhase::Expired,
                     reason::EXPIRED,
                     &msg,
                     true,
@@ -829,15 +819,13 @@ async fn drive_plan(
                     .publish(&req_ref, false, reason::APPROVED, "Approve", &note)
                     .await;
                 let mut rs = rstatus.clone();
-                rs.phase = Some(RequestPhase::Executing);
-                rs.conditions = request_conditions(
-                    &rs.conditions,
+                set_request_phase(
+                    &mut rs,
                     RequestPhase::Executing,
                     reason::EXECUTING,
                     &note,
                     gen_,
                 );
-                rs.observed_generation = gen_;
                 write_request(&req_api, req, rs).await?;
                 return run_plan(req, ctx, &plan, ps, &d).await;
             }
@@ -859,7 +847,6 @@ async fn drive_plan(
             &plan,
             ps,
             PlanPhase::Failed,
-            RequestPhase::Failed,
             reason::FAILED,
             &msg,
             true,
@@ -923,52 +910,16 @@ async fn run_plan(
     let current = last.lock().map(|g| g.clone()).unwrap_or(None);
     let mut plan_now = plan.clone();
     plan_now.status = current;
-    match outcome {
+    let (phase, why, msg, warning) = match outcome {
         ExecOutcome::Succeeded => {
             let done: Vec<String> = ps.steps.iter().map(|s| s.reason.replace('`', "")).collect();
             let msg = format!("{} ({} step(s) succeeded)", done.join("; "), ps.steps.len());
-            finish_plan(
-                req,
-                ctx,
-                &plan_now,
-                ps,
-                PlanPhase::Succeeded,
-                RequestPhase::Succeeded,
-                reason::SUCCEEDED,
-                &msg,
-                false,
-            )
-            .await
+            (PlanPhase::Succeeded, reason::SUCCEEDED, msg, false)
         }
-        ExecOutcome::Drifted(msg) => {
-            finish_plan(
-                req,
-                ctx,
-                &plan_now,
-                ps,
-                PlanPhase::Failed,
-                RequestPhase::Failed,
-                reason::DRIFTED,
-                &msg,
-                true,
-            )
-            .await
-        }
-        ExecOutcome::Failed(msg) => {
-            finish_plan(
-                req,
-                ctx,
-                &plan_now,
-                ps,
-                PlanPhase::Failed,
-                RequestPhase::Failed,
-                reason::FAILED,
-                &msg,
-                true,
-            )
-            .await
-        }
-    }
+        ExecOutcome::Drifted(msg) => (PlanPhase::Failed, reason::DRIFTED, msg, true),
+        ExecOutcome::Failed(msg) => (PlanPhase::Failed, reason::FAILED, msg, true),
+    };
+    finish_plan(req, ctx, &plan_now, ps, phase, why, &msg, warning).await
 }
 
 /// Writes a final phase on the plan and the request, with events on both.
@@ -979,7 +930,6 @@ async fn finish_plan(
     plan: &AIPlan,
     mut ps: AIPlanStatus,
     phase: PlanPhase,
-    rphase: RequestPhase,
     why: &str,
     msg: &str,
     warning: bool,
@@ -999,7 +949,7 @@ async fn finish_plan(
     let op = ps.steps.first().map(|s| s.tool.clone()).unwrap_or_default();
     metrics()
         .requests
-        .with_label_values(&[&op, &format!("{rphase:?}").to_lowercase()])
+        .with_label_values(&[&op, &format!("{phase:?}").to_lowercase()])
         .inc();
     let note = truncate(msg, 1000);
     ctx.events
@@ -1009,7 +959,6 @@ async fn finish_plan(
         .publish(&object_ref(req), warning, why, "Finish", &note)
         .await;
     sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
-    let _ = rphase;
     Ok(final_requeue(ctx))
 }
 

@@ -13,22 +13,18 @@ use crate::api::{
     RequestPhase, STALLED, condition, conditions_eq, reason,
 };
 
-/// Conditions for a request phase: `Ready` always; `Reconciling` while the
-/// operator works; `Stalled` when a person must act on a failure.
-pub fn request_conditions(
+/// `Ready` always; `Reconciling` while the operator works; `Stalled` when a
+/// person must act on a failure — the kstatus conventions.
+fn conditions(
     prev: &[Condition],
-    phase: RequestPhase,
+    (ready, reconciling, stalled): (bool, bool, bool),
     why: &str,
     message: &str,
     generation: Option<i64>,
 ) -> Vec<Condition> {
     let now = Timestamp::now();
-    let ready = matches!(phase, RequestPhase::Answered | RequestPhase::Succeeded);
     let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
-    if matches!(
-        phase,
-        RequestPhase::Pending | RequestPhase::Planning | RequestPhase::Executing
-    ) {
+    if reconciling {
         out.push(condition(
             prev,
             RECONCILING,
@@ -39,15 +35,42 @@ pub fn request_conditions(
             now,
         ));
     }
-    if matches!(
-        phase,
-        RequestPhase::Failed | RequestPhase::Rejected | RequestPhase::Expired
-    ) {
+    if stalled {
         out.push(condition(
             prev, STALLED, true, why, message, generation, now,
         ));
     }
     out
+}
+
+/// Conditions for a request phase.
+pub fn request_conditions(
+    prev: &[Condition],
+    phase: RequestPhase,
+    why: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    use RequestPhase::*;
+    let flags = (
+        matches!(phase, Answered | Succeeded),
+        matches!(phase, Pending | Planning | Executing),
+        matches!(phase, Failed | Rejected | Expired),
+    );
+    conditions(prev, flags, why, message, generation)
+}
+
+/// Moves a request status to `phase` with matching conditions and the current generation.
+pub fn set_request_phase(
+    s: &mut AIRequestStatus,
+    phase: RequestPhase,
+    why: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    s.phase = Some(phase);
+    s.conditions = request_conditions(&s.conditions, phase, why, message, generation);
+    s.observed_generation = generation;
 }
 
 /// Conditions for a plan phase.
@@ -58,29 +81,13 @@ pub fn plan_conditions(
     message: &str,
     generation: Option<i64>,
 ) -> Vec<Condition> {
-    let now = Timestamp::now();
-    let ready = phase == PlanPhase::Succeeded;
-    let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
-    if matches!(phase, PlanPhase::Approved | PlanPhase::Executing) {
-        out.push(condition(
-            prev,
-            RECONCILING,
-            true,
-            why,
-            message,
-            generation,
-            now,
-        ));
-    }
-    if matches!(
-        phase,
-        PlanPhase::Failed | PlanPhase::Rejected | PlanPhase::Expired
-    ) {
-        out.push(condition(
-            prev, STALLED, true, why, message, generation, now,
-        ));
-    }
-    out
+    use PlanPhase::*;
+    let flags = (
+        phase == Succeeded,
+        matches!(phase, Approved | Executing),
+        matches!(phase, Failed | Rejected | Expired),
+    );
+    conditions(prev, flags, why, message, generation)
 }
 
 /// Reason for a plan phase's conditions.

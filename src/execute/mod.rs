@@ -195,16 +195,18 @@ pub async fn execute(
                     "step {n} ({}): {why}; nothing was changed. Create a new plan.",
                     step.tool
                 );
-                status.steps[i].state = StepState::Failed;
-                status.steps[i].message = Some(msg.clone());
-                skip_rest(&mut status, i + 1);
-                status = write(status).await.map_err(ExecError::Status)?;
-                events
-                    .publish(&plan_ref, true, reason::DRIFTED, &action, &msg)
-                    .await;
-                events
-                    .publish(&target_ref, true, reason::DRIFTED, &action, &msg)
-                    .await;
+                let status = stop_at(
+                    status,
+                    i,
+                    &msg,
+                    false,
+                    write,
+                    events,
+                    &[&plan_ref, &target_ref],
+                    reason::DRIFTED,
+                    &action,
+                )
+                .await?;
                 return Ok((status, ExecOutcome::Drifted(msg)));
             }
         }
@@ -219,13 +221,18 @@ pub async fn execute(
                 return Err(ExecError::Tool(e));
             }
             let msg = format!("step {n} ({}) refused: {e}; nothing was changed", step.tool);
-            status.steps[i].state = StepState::Failed;
-            status.steps[i].message = Some(msg.clone());
-            skip_rest(&mut status, i + 1);
-            status = write(status).await.map_err(ExecError::Status)?;
-            events
-                .publish(&plan_ref, true, reason::STEP_FAILED, &action, &msg)
-                .await;
+            let status = stop_at(
+                status,
+                i,
+                &msg,
+                false,
+                write,
+                events,
+                &[&plan_ref],
+                reason::STEP_FAILED,
+                &action,
+            )
+            .await?;
             return Ok((status, ExecOutcome::Failed(msg)));
         }
 
@@ -274,22 +281,50 @@ pub async fn execute(
             }
             Err(e) => {
                 let msg = format!("step {n} ({}) failed: {e}", step.tool);
-                status.steps[i].state = StepState::Failed;
-                status.steps[i].finished_at = Some(now());
-                status.steps[i].message = Some(msg.clone());
-                skip_rest(&mut status, i + 1);
-                status = write(status).await.map_err(ExecError::Status)?;
-                events
-                    .publish(&plan_ref, true, reason::STEP_FAILED, &action, &msg)
-                    .await;
-                events
-                    .publish(&target_ref, true, reason::STEP_FAILED, &action, &msg)
-                    .await;
+                let status = stop_at(
+                    status,
+                    i,
+                    &msg,
+                    true,
+                    write,
+                    events,
+                    &[&plan_ref, &target_ref],
+                    reason::STEP_FAILED,
+                    &action,
+                )
+                .await?;
                 return Ok((status, ExecOutcome::Failed(msg)));
             }
         }
     }
     Ok((status, ExecOutcome::Succeeded))
+}
+
+/// Stops a plan at step `i`: marks it Failed (with `finished` time when it ran),
+/// skips the rest, persists, and records a Warning event on each object.
+#[allow(clippy::too_many_arguments)]
+async fn stop_at(
+    mut status: AIPlanStatus,
+    i: usize,
+    msg: &str,
+    finished: bool,
+    write: StatusWriter<'_>,
+    events: &Events,
+    on: &[&k8s_openapi::api::core::v1::ObjectReference],
+    why: &str,
+    action: &str,
+) -> Result<AIPlanStatus, ExecError> {
+    status.steps[i].state = StepState::Failed;
+    if finished {
+        status.steps[i].finished_at = Some(Time(Timestamp::now()));
+    }
+    status.steps[i].message = Some(msg.to_string());
+    skip_rest(&mut status, i + 1);
+    let status = write(status).await.map_err(ExecError::Status)?;
+    for r in on {
+        events.publish(r, true, why, action, msg).await;
+    }
+    Ok(status)
 }
 
 fn skip_rest(status: &mut AIPlanStatus, from: usize) {
