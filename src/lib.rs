@@ -8,12 +8,14 @@
 //! - [`execute`]: the approval gate and the executor of approved plans.
 //! - [`controller`]: the reconciler.
 //! - [`telemetry`]: metrics, events, tracing, health endpoints.
+//! - [`mcp`]: the MCP server (rmcp) for AI assistants.
 //! - [`webhook`]: admission webhook stamping requester and approver identity.
 
 pub mod agent;
 pub mod api;
 pub mod controller;
 pub mod execute;
+pub mod mcp;
 pub mod safety;
 pub mod telemetry;
 pub mod tools;

@@ -13,6 +13,7 @@ use kubilitics_ai::{
         leader::{LeaderConfig, LeaderElector},
     },
     execute::FailPoint,
+    mcp,
     safety::{Guardrails, quota::QuotaConfig},
     telemetry::{self, LogFormat, Ready},
     webhook::{self, Endpoint, WebhookConfig},
@@ -35,6 +36,23 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the CRDs as YAML (`kubilitics-ai crd | kubectl apply -f -`).
     Crd,
+    /// Serve MCP (stdio by default, acting with your kubeconfig; or streamable HTTP with bearer tokens).
+    Mcp(McpArgs),
+}
+
+#[derive(clap::Args)]
+struct McpArgs {
+    /// Serve streamable HTTP on this address instead of stdio (each request's
+    /// `Authorization: Bearer <Kubernetes token>` is the identity it acts as).
+    #[arg(long, env = "KUBILITICS_MCP_HTTP")]
+    http: Option<SocketAddr>,
+    /// Host names accepted in the HTTP Host header (default: loopback only).
+    #[arg(
+        long = "allowed-host",
+        env = "KUBILITICS_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -195,6 +213,16 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run(*args).await,
+        Command::Mcp(args) => {
+            // stdout is the protocol channel over stdio: logs go to stderr.
+            telemetry::init_tracing(LogFormat::Text);
+            match args.http {
+                Some(addr) => {
+                    mcp::serve_http(addr, kube::Config::infer().await?, args.allowed_hosts).await
+                }
+                None => mcp::serve_stdio(kube::Client::try_default().await?).await,
+            }
+        }
     }
 }
 
