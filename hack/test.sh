@@ -20,10 +20,15 @@ HADOLINT="$CACHE_DIR/py/bin/hadolint"
 "$HADOLINT" Dockerfile || die "step 'hadolint' found problems in Dockerfile"
 "$HELM_BIN/helm" lint charts/kubilitics-ai >/dev/null || die "step 'helm lint' failed"
 
-# Lua runs the shipped Argo CD health check in tests/gitops.rs.
-if ! command -v lua5.4 >/dev/null; then
-  log "installing Debian's lua5.4 (step 'apt-get install lua5.4')"
-  { apt-get update -qq && apt-get install -y -qq lua5.4; } >/dev/null 2>&1 || die "step 'apt-get install lua5.4' failed"
+# Lua runs the shipped Argo CD health check (tests/gitops.rs); tmux drives the plugin's
+# interactive confirmation (tests/plugin.rs).
+missing=""
+command -v lua5.4 >/dev/null || missing="$missing lua5.4"
+command -v tmux >/dev/null || missing="$missing tmux"
+if [ -n "$missing" ]; then
+  log "installing Debian's$missing (step 'apt-get install')"
+  # shellcheck disable=SC2086
+  { apt-get update -qq && apt-get install -y -qq $missing; } >/dev/null 2>&1 || die "step 'apt-get install$missing' failed"
 fi
 
 log "unit tests (step 'cargo test --lib')"
@@ -52,7 +57,7 @@ trap cleanup EXIT
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test controlplane --test operator --test operations --test chart --test llm --test safety --test gitops --test ha --test mcp --test local_model \
+cargo test --test controlplane --test operator --test operations --test chart --test llm --test safety --test gitops --test ha --test mcp --test plugin --test local_model \
   || die "step 'cargo test --tests' failed"
 
 log "demo, end to end (step 'hack/demo.sh')"

@@ -8,6 +8,7 @@
 //! - [`execute`]: the approval gate and the executor of approved plans.
 //! - [`controller`]: the reconciler.
 //! - [`telemetry`]: metrics, events, tracing, health endpoints.
+//! - [`plugin`]: the `kubectl kubilitics` plugin.
 //! - [`mcp`]: the MCP server (rmcp) for AI assistants.
 //! - [`webhook`]: admission webhook stamping requester and approver identity.
 
@@ -16,6 +17,7 @@ pub mod api;
 pub mod controller;
 pub mod execute;
 pub mod mcp;
+pub mod plugin;
 pub mod safety;
 pub mod telemetry;
 pub mod tools;

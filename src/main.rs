@@ -36,6 +36,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the CRDs as YAML (`kubilitics-ai crd | kubectl apply -f -`).
     Crd,
+    /// The kubectl plugin (also installed as `kubectl-kubilitics`).
+    Plugin(kubilitics_ai::plugin::PluginCli),
     /// Serve MCP (stdio by default, acting with your kubeconfig; or streamable HTTP with bearer tokens).
     Mcp(McpArgs),
 }
@@ -213,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run(*args).await,
+        Command::Plugin(cli) => kubilitics_ai::plugin::run(cli).await,
         Command::Mcp(args) => {
             // stdout is the protocol channel over stdio: logs go to stderr.
             telemetry::init_tracing(LogFormat::Text);
