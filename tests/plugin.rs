@@ -106,12 +106,7 @@ async fn ask_review_approve_reject_and_history_from_the_terminal() {
         replicas(n, "web").await == 3
     })
     .await;
-    wait_phase(
-        n,
-        &plan.rsplit_once('-').unwrap().0.to_string(),
-        "Succeeded",
-    )
-    .await;
+    wait_phase(n, plan.rsplit_once('-').unwrap().0, "Succeeded").await;
     let (ok, _, err) = plugin("bob", &["approve", &plan, "-n", n, "--yes"], "");
     assert!(
         !ok && err.contains("nothing to approve"),
