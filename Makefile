@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test controlplane cluster-up cluster-down crds lint unit fmt
+.PHONY: demo test bench controlplane cluster-up cluster-down crds lint unit fmt
 
 ## Run the demo: local control plane, operator, an AIRequest end to end.
 demo:
@@ -12,6 +12,12 @@ demo:
 ## Run every test: lint, unit, and integration tests against a real control plane.
 test:
 	@hack/test.sh
+
+## Benchmark: N AIRequests through a release operator process (BENCH_SIZES=100,1000,5000).
+bench:
+	@hack/build-controlplane.sh k8s kwok
+	cargo build --release --bin kubilitics-ai
+	cargo bench --bench operator
 
 ## Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm.
 controlplane:
