@@ -24,7 +24,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
-use kubilitics_ai::api::{AIPlan, AIRequest, AIRequestSpec, PlanPhase, RequestPhase};
+use kubilitics_ai::api::{AIPlan, AIRequest, AIRequestSpec, RequestPhase};
 
 const CONCURRENCY: usize = 16;
 
