@@ -684,6 +684,11 @@ async fn drive_plan(
     let mut ps = plan.status.clone().unwrap_or_default();
     let phase = ps.phase.unwrap_or(PlanPhase::AwaitingApproval);
     let id = ps.plan_id.clone().unwrap_or_default();
+    let expiry = ps
+        .expires_at
+        .clone()
+        .map(|t| t.0)
+        .unwrap_or_else(Timestamp::now);
 
     // Finished plans: make sure the request says so (e.g. after a crash between the two writes).
     if phase.is_final() {
@@ -695,34 +700,13 @@ async fn drive_plan(
         match decide_approval(&plan, req, Timestamp::now()) {
             ApprovalDecision::Waiting => {
                 touch_generation(req, ctx, rstatus).await?;
-                return Ok(requeue_until(
-                    ps.expires_at
-                        .clone()
-                        .map(|t| t.0)
-                        .unwrap_or_else(Timestamp::now),
-                ));
+                return Ok(requeue_until(expiry));
             }
             ApprovalDecision::Mismatch { given, source } => {
-                if ps.last_mismatched_plan_id.as_deref() != Some(given.as_str()) {
-                    let note =
-                        format!("{source} is {given}, but this plan's id is {id}: nothing runs");
-                    ctx.events
-                        .publish(&plan_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
-                        .await;
-                    ctx.events
-                        .publish(&req_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
-                        .await;
-                    let cur = plan.status.clone();
-                    ps.last_mismatched_plan_id = Some(given);
-                    write_plan(&plan_api, plan_name, cur.as_ref(), ps.clone()).await?;
-                }
+                let note = format!("{source} is {given}, but this plan's id is {id}: nothing runs");
+                refuse_once(ctx, &plan, ps, given, &note, &req_ref).await?;
                 touch_generation(req, ctx, rstatus).await?;
-                return Ok(requeue_until(
-                    ps.expires_at
-                        .clone()
-                        .map(|t| t.0)
-                        .unwrap_or_else(Timestamp::now),
-                ));
+                return Ok(requeue_until(expiry));
             }
             ApprovalDecision::Rejected { reason: why } => {
                 let msg = format!("rejected: {why}");
@@ -768,28 +752,20 @@ async fn drive_plan(
                     && let (Some(a), Some(r)) = (&approver, &requester)
                     && a.username == r.username
                 {
-                    let given = format!("{source} by {}", a.username);
-                    if ps.last_mismatched_plan_id.as_deref() != Some(given.as_str()) {
-                        let note = format!(
-                            "separation of duties: {} requested this plan and cannot approve it; nothing runs",
-                            a.username
-                        );
-                        ctx.events
-                            .publish(&plan_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
-                            .await;
-                        ctx.events
-                            .publish(&req_ref, true, reason::APPROVAL_MISMATCH, "Approve", &note)
-                            .await;
-                        let cur = plan.status.clone();
-                        ps.last_mismatched_plan_id = Some(given);
-                        write_plan(&plan_api, plan_name, cur.as_ref(), ps.clone()).await?;
-                    }
-                    return Ok(requeue_until(
-                        ps.expires_at
-                            .clone()
-                            .map(|t| t.0)
-                            .unwrap_or_else(Timestamp::now),
-                    ));
+                    let note = format!(
+                        "separation of duties: {} requested this plan and cannot approve it; nothing runs",
+                        a.username
+                    );
+                    refuse_once(
+                        ctx,
+                        &plan,
+                        ps,
+                        format!("{source} by {}", a.username),
+                        &note,
+                        &req_ref,
+                    )
+                    .await?;
+                    return Ok(requeue_until(expiry));
                 }
                 ps.phase = Some(PlanPhase::Approved);
                 ps.approved_at = Some(Time(Timestamp::now()));
@@ -854,6 +830,37 @@ async fn drive_plan(
         .await;
     }
     run_plan(req, ctx, &plan, ps, &d).await
+}
+
+/// Refuses an approval: one Warning event on the plan and the request per
+/// distinct refused approval (remembered in status), nothing runs.
+async fn refuse_once(
+    ctx: &Context,
+    plan: &AIPlan,
+    mut ps: AIPlanStatus,
+    key: String,
+    note: &str,
+    req_ref: &k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<(), Error> {
+    if ps.last_mismatched_plan_id.as_deref() == Some(key.as_str()) {
+        return Ok(());
+    }
+    ctx.events
+        .publish(
+            &object_ref(plan),
+            true,
+            reason::APPROVAL_MISMATCH,
+            "Approve",
+            note,
+        )
+        .await;
+    ctx.events
+        .publish(req_ref, true, reason::APPROVAL_MISMATCH, "Approve", note)
+        .await;
+    ps.last_mismatched_plan_id = Some(key);
+    let ns = plan.namespace().unwrap_or_default();
+    write_plan(&plans(ctx, &ns), &plan.name_any(), plan.status.as_ref(), ps).await?;
+    Ok(())
 }
 
 /// Executes an approved plan and records the result on both objects.
