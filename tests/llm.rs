@@ -170,7 +170,7 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
         .iter()
         .filter_map(|t| t["function"]["name"].as_str())
         .collect();
-    assert_eq!(names.len(), 13, "{names:?}");
+    assert_eq!(names.len(), 15, "{names:?}");
     assert_eq!(first["messages"][0]["role"], "system");
     assert!(
         first["messages"][0]["content"]
@@ -441,4 +441,95 @@ async fn token_budget_makes_further_requests_wait() {
         1,
         "a request over budget never reaches the model"
     );
+}
+
+#[tokio::test]
+async fn generic_patch_and_apply_tools_plan_a_dry_run_diff_and_run_only_when_approved() {
+    let ns = TestNs::new("llmgeneric").await;
+    deployment(&ns.name, "web", 1).await;
+    wait_ready(&ns.name, "web").await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.28"}]}}}});
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    });
+    let (url, _script) = scripted(vec![
+        tool_call(
+            "patch_resource",
+            json!({"kind": "Deployment", "name": "web", "patch": patch, "strategy": "strategic"}),
+        ),
+        tool_call("apply_manifest", json!({"manifest": service})),
+        say("Planned: new image and a Service."),
+        tool_call(
+            "patch_resource",
+            json!({"kind": "Secret", "name": "db", "patch": {"data": {"x": "eQ=="}}}),
+        ),
+        say("Patched the secret."),
+    ])
+    .await;
+    let _op = start_operator_with_planner(&ns.name, planner(&url)).await;
+    ask("admin", &ns.name, "fix", "use nginx 1.28 and expose web").await;
+    let s = wait_phase(&ns.name, "fix", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    let plan = get_plan(&ns.name, s.plan_ref.as_deref().unwrap())
+        .await
+        .status
+        .unwrap();
+    assert_eq!(plan.steps.len(), 2);
+    let preview = plan.steps[0].preview.clone().unwrap();
+    assert!(
+        preview.contains("image: \"nginx:1.27\" -> \"nginx:1.28\""),
+        "{preview}"
+    );
+    assert!(
+        plan.steps[1]
+            .preview
+            .as_deref()
+            .unwrap()
+            .contains("+ spec.ports[0].port: 80"),
+        "{:?}",
+        plan.steps[1].preview
+    );
+    assert_eq!(
+        plan.steps[1].rollback,
+        format!("kubectl delete service web -n {}", ns.name)
+    );
+    let services =
+        Api::<k8s_openapi::api::core::v1::Service>::namespaced(client("admin").await, &ns.name);
+    assert!(
+        services.get_opt("web").await.unwrap().is_none(),
+        "nothing is created before approval"
+    );
+
+    approve(
+        "admin",
+        &ns.name,
+        s.plan_ref.as_deref().unwrap(),
+        s.plan_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_phase(&ns.name, "fix", "Succeeded").await;
+    let d =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, &ns.name)
+            .get("web")
+            .await
+            .unwrap();
+    assert_eq!(
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("nginx:1.28")
+    );
+    assert!(services.get_opt("web").await.unwrap().is_some());
+
+    // Kinds off the allowlist (Secrets, RBAC, cluster-scoped) are refused before any plan.
+    ask("admin", &ns.name, "secret", "patch the db secret").await;
+    let s = wait_phase(&ns.name, "secret", "Failed")
+        .await
+        .status
+        .unwrap();
+    assert!(s.answer.unwrap().contains("not on the allowlist"));
 }

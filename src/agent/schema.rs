@@ -124,6 +124,8 @@ mod tests {
             "rollout_restart",
             "delete_pod",
             "create_configmap",
+            "patch_resource",
+            "apply_manifest",
         ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }

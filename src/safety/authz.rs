@@ -148,6 +148,19 @@ pub fn mutation_permissions(m: &Mutation) -> Vec<Permission> {
         }
         Mutation::DeletePod { .. } => vec![Permission::ns("delete", "", "pods", ns)],
         Mutation::CreateConfigmap { .. } => vec![Permission::ns("create", "", "configmaps", ns)],
+        Mutation::PatchResource { kind, .. } => crate::tools::generic_kind(kind)
+            .map(|(_, g, _, plural)| vec![Permission::ns("patch", g, plural, ns)])
+            .unwrap_or_default(),
+        Mutation::ApplyManifest { manifest, .. } => {
+            crate::tools::generic_kind(manifest["kind"].as_str().unwrap_or(""))
+                .map(|(_, g, _, plural)| {
+                    vec![
+                        Permission::ns("create", g, plural, ns),
+                        Permission::ns("patch", g, plural, ns),
+                    ]
+                })
+                .unwrap_or_default()
+        }
     }
 }
 

@@ -82,7 +82,20 @@ impl Guardrails {
         if let Err(reason) = self.check_operation(verb, kind, Some(m.namespace())) {
             return Verdict::Blocked { reason };
         }
+        if let Err(reason) = m.validate() {
+            return Verdict::Blocked { reason };
+        }
         match m {
+            Mutation::PatchResource { .. } => Verdict::Allowed {
+                risk: Risk::Medium,
+                warning: Some(
+                    "⚠️ Review the dry-run diff: the patch changes a live object.".into(),
+                ),
+            },
+            Mutation::ApplyManifest { .. } => Verdict::Allowed {
+                risk: Risk::Low,
+                warning: None,
+            },
             Mutation::ScaleDeployment { replicas, .. }
                 if *replicas < 0 || *replicas > self.max_replicas =>
             {

@@ -10,7 +10,7 @@ mod mutate;
 mod read;
 
 pub use format::age;
-pub use mutate::{Check, Mutation, WorkloadKind, diff};
+pub use mutate::{Check, GENERIC_KINDS, Mutation, PatchStrategy, WorkloadKind, diff, generic_kind};
 pub use read::{ReadCall, ReadTools};
 
 /// Errors of tool calls. The message is shown to the user, so it says what

@@ -52,6 +52,58 @@ impl WorkloadKind {
     }
 }
 
+/// Kinds `patch_resource` and `apply_manifest` may touch: namespaced only,
+/// never Secret, RBAC or cluster-scoped kinds. (kind, group, version, plural)
+pub const GENERIC_KINDS: &[(&str, &str, &str, &str)] = &[
+    ("Deployment", "apps", "v1", "deployments"),
+    ("StatefulSet", "apps", "v1", "statefulsets"),
+    ("DaemonSet", "apps", "v1", "daemonsets"),
+    ("Service", "", "v1", "services"),
+    ("ConfigMap", "", "v1", "configmaps"),
+    ("Pod", "", "v1", "pods"),
+    ("Job", "batch", "v1", "jobs"),
+    ("CronJob", "batch", "v1", "cronjobs"),
+    (
+        "HorizontalPodAutoscaler",
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+    ),
+    (
+        "NetworkPolicy",
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+    ),
+    ("PersistentVolumeClaim", "", "v1", "persistentvolumeclaims"),
+];
+
+/// The allowlist entry of a kind (case-insensitive).
+pub fn generic_kind(
+    kind: &str,
+) -> Option<&'static (&'static str, &'static str, &'static str, &'static str)> {
+    GENERIC_KINDS
+        .iter()
+        .find(|(k, ..)| k.eq_ignore_ascii_case(kind))
+}
+
+fn generic_resource(kind: &str) -> Option<ApiResource> {
+    generic_kind(kind).map(|(k, g, v, plural)| {
+        ApiResource::from_gvk_with_plural(&kube::core::GroupVersionKind::gvk(g, v, k), plural)
+    })
+}
+
+/// How `patch_resource` patches.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchStrategy {
+    /// JSON merge patch (RFC 7386).
+    #[default]
+    Merge,
+    /// Kubernetes strategic merge patch (lists merged by key, e.g. containers by name).
+    Strategic,
+}
+
 /// A change the agent wants to make. It only ever becomes a plan step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(tag = "tool", rename_all = "snake_case")]
@@ -82,6 +134,25 @@ pub enum Mutation {
         name: String,
         data: BTreeMap<String, String>,
     },
+    /// Patch a namespaced object of an allowlisted kind (e.g. change an image, a probe, a
+    /// Service selector). The plan carries the server-side dry-run diff.
+    PatchResource {
+        namespace: String,
+        /// Deployment, StatefulSet, DaemonSet, Service, ConfigMap, Pod, Job, CronJob,
+        /// HorizontalPodAutoscaler, NetworkPolicy or PersistentVolumeClaim.
+        kind: String,
+        name: String,
+        /// The patch document, e.g. {"spec": {"selector": {"app": "web"}}}.
+        patch: Value,
+        #[serde(default)]
+        strategy: PatchStrategy,
+    },
+    /// Create a new namespaced object of an allowlisted kind by server-side apply.
+    ApplyManifest {
+        namespace: String,
+        /// The complete object (apiVersion, kind, metadata.name, …).
+        manifest: Value,
+    },
 }
 
 /// How a live object relates to a step.
@@ -102,6 +173,72 @@ impl Mutation {
             Mutation::RolloutRestart { .. } => "rollout_restart",
             Mutation::DeletePod { .. } => "delete_pod",
             Mutation::CreateConfigmap { .. } => "create_configmap",
+            Mutation::PatchResource { .. } => "patch_resource",
+            Mutation::ApplyManifest { .. } => "apply_manifest",
+        }
+    }
+
+    /// The kind the step acts on, as written in the arguments.
+    fn kind_name(&self) -> String {
+        match self {
+            Mutation::PatchResource { kind, .. } => kind.clone(),
+            Mutation::ApplyManifest { manifest, .. } => {
+                manifest["kind"].as_str().unwrap_or("").to_string()
+            }
+            _ => self.resource().kind,
+        }
+    }
+
+    /// Checks what the generic tools may touch; the built-in tools always pass.
+    pub fn validate(&self) -> Result<(), String> {
+        let kind = self.kind_name();
+        let (k, g, v, _) = match self {
+            Mutation::PatchResource { .. } | Mutation::ApplyManifest { .. } => generic_kind(&kind)
+                .ok_or_else(|| {
+                    format!(
+                        "kind '{kind}' is not on the allowlist of {} ({})",
+                        self.tool_name(),
+                        GENERIC_KINDS
+                            .iter()
+                            .map(|k| k.0)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?,
+            _ => return Ok(()),
+        };
+        if self.name().is_empty() {
+            return Err(format!("{} needs a name", self.tool_name()));
+        }
+        match self {
+            Mutation::PatchResource { patch, .. } if !patch.is_object() => {
+                Err("patch_resource needs a JSON object as the patch".into())
+            }
+            Mutation::ApplyManifest {
+                manifest,
+                namespace,
+            } => {
+                let api_version = if g.is_empty() {
+                    v.to_string()
+                } else {
+                    format!("{g}/{v}")
+                };
+                if manifest["apiVersion"].as_str() != Some(api_version.as_str()) {
+                    return Err(format!(
+                        "apply_manifest: a {k} must have apiVersion {api_version}"
+                    ));
+                }
+                match manifest
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                {
+                    Some(ns) if ns != namespace => Err(format!(
+                        "apply_manifest: metadata.namespace {ns} is not {namespace}"
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
         }
     }
 
@@ -112,6 +249,11 @@ impl Mutation {
             Mutation::RolloutRestart { kind, .. } => ("restart", kind.kubectl()),
             Mutation::DeletePod { .. } => ("delete", "pod"),
             Mutation::CreateConfigmap { .. } => ("create", "configmap"),
+            Mutation::PatchResource { kind, .. } => ("patch", lower_kind(kind)),
+            Mutation::ApplyManifest { manifest, .. } => (
+                "create",
+                lower_kind(manifest["kind"].as_str().unwrap_or("")),
+            ),
         }
     }
 
@@ -120,7 +262,9 @@ impl Mutation {
             Mutation::ScaleDeployment { namespace, .. }
             | Mutation::RolloutRestart { namespace, .. }
             | Mutation::DeletePod { namespace, .. }
-            | Mutation::CreateConfigmap { namespace, .. } => namespace,
+            | Mutation::CreateConfigmap { namespace, .. }
+            | Mutation::PatchResource { namespace, .. }
+            | Mutation::ApplyManifest { namespace, .. } => namespace,
         }
     }
 
@@ -129,7 +273,12 @@ impl Mutation {
             Mutation::ScaleDeployment { name, .. }
             | Mutation::RolloutRestart { name, .. }
             | Mutation::DeletePod { name, .. }
-            | Mutation::CreateConfigmap { name, .. } => name,
+            | Mutation::CreateConfigmap { name, .. }
+            | Mutation::PatchResource { name, .. } => name,
+            Mutation::ApplyManifest { manifest, .. } => manifest
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
         }
     }
 
@@ -140,6 +289,14 @@ impl Mutation {
             }
             Mutation::DeletePod { .. } => ApiResource::erase::<Pod>(&()),
             Mutation::CreateConfigmap { .. } => ApiResource::erase::<ConfigMap>(&()),
+            // validate() refuses kinds off the allowlist before any call is made.
+            Mutation::PatchResource { kind, .. } => {
+                generic_resource(kind).unwrap_or_else(|| ApiResource::erase::<ConfigMap>(&()))
+            }
+            Mutation::ApplyManifest { manifest, .. } => {
+                generic_resource(manifest["kind"].as_str().unwrap_or(""))
+                    .unwrap_or_else(|| ApiResource::erase::<ConfigMap>(&()))
+            }
         }
     }
 
@@ -181,6 +338,7 @@ impl Mutation {
     /// Plans the mutation: reads the live object, asks the API server for a
     /// dry run, and returns the step (risk filled in by the caller's guardrails).
     pub async fn prepare(&self, client: &Client) -> Result<PlanStep, ToolError> {
+        self.validate().map_err(ToolError::Invalid)?;
         let live = self.read_live(client).await?;
         let res = self.resource();
         let (ns, name) = (self.namespace().to_string(), self.name().to_string());
@@ -303,6 +461,72 @@ impl Mutation {
                     format!("Delete pod `{name}`"),
                 )
             }
+            Mutation::PatchResource {
+                kind,
+                patch,
+                strategy,
+                ..
+            } => {
+                let live = live.ok_or_else(|| self.not_found(missing()))?;
+                let after = self
+                    .api(client)
+                    .patch(&name, &dry, &patch_of(*strategy, patch))
+                    .await
+                    .map_err(|e| self.not_found(e))?;
+                let after = serde_json::to_value(after).unwrap_or_default();
+                let (old, new) = changed_fields(&live, &after);
+                if new.is_empty() {
+                    return Err(ToolError::Invalid(format!(
+                        "the patch changes nothing on {kind} {name}"
+                    )));
+                }
+                let undo = if kind.eq_ignore_ascii_case("deployment") {
+                    format!(
+                        "kubectl rollout undo deployment/{name} -n {ns}, or restore: {}",
+                        serde_json::to_string(&old).unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "restore the previous values: {}",
+                        serde_json::to_string(&old).unwrap_or_default()
+                    )
+                };
+                (
+                    json!({"fields": old, "after": new}),
+                    diff(&live, &after),
+                    undo,
+                    format!("Patch {kind} `{name}` ({} field(s))", new.len()),
+                )
+            }
+            Mutation::ApplyManifest { manifest, .. } => {
+                if live.is_some() {
+                    return Err(ToolError::Invalid(format!(
+                        "{} '{name}' already exists in namespace '{ns}'; apply_manifest only creates new objects (use patch_resource)",
+                        res.kind
+                    )));
+                }
+                let created = self
+                    .api(client)
+                    .patch(
+                        &name,
+                        &PatchParams {
+                            dry_run: true,
+                            ..PatchParams::apply(MANAGER)
+                        },
+                        &Patch::Apply(manifest),
+                    )
+                    .await
+                    .map_err(|e| self.not_found(e))?;
+                let created = serde_json::to_value(created).unwrap_or_default();
+                target.uid = None;
+                let (_, new) = changed_fields(&json!({}), &created);
+                (
+                    json!({"exists": false, "after": new}),
+                    diff(&json!({}), &created),
+                    format!("kubectl delete {} {name} -n {ns}", res.kind.to_lowercase()),
+                    format!("Create {} `{name}` by server-side apply", res.kind),
+                )
+            }
             Mutation::CreateConfigmap { data, .. } => {
                 if live.is_some() {
                     return Err(ToolError::Invalid(format!(
@@ -423,6 +647,45 @@ impl Mutation {
                     )
                 }
             }
+            Mutation::PatchResource { .. } => {
+                let flat = flat_fields(live.unwrap_or(&Value::Null));
+                let matches = |key: &str| {
+                    step.before[key].as_object().is_some_and(|m| {
+                        m.iter().all(|(k, v)| {
+                            flat.get(k).map(String::as_str).unwrap_or(ABSENT)
+                                == v.as_str().unwrap_or("")
+                        })
+                    })
+                };
+                if matches("after") {
+                    Check::Applied
+                } else if matches("fields") {
+                    Check::NotApplied
+                } else {
+                    Check::Drifted(format!(
+                        "{} {} changed since planning",
+                        step.target.kind, step.target.name
+                    ))
+                }
+            }
+            Mutation::ApplyManifest { .. } => match live {
+                None => Check::NotApplied,
+                Some(l) => {
+                    let flat = flat_fields(l);
+                    let ours = step.before["after"].as_object().is_some_and(|m| {
+                        m.iter()
+                            .all(|(k, v)| flat.get(k).map(String::as_str) == v.as_str())
+                    });
+                    if ours {
+                        Check::Applied
+                    } else {
+                        Check::Drifted(format!(
+                            "{} {} was created by someone else",
+                            step.target.kind, step.target.name
+                        ))
+                    }
+                }
+            },
             Mutation::CreateConfigmap { data, .. } => match live {
                 None => Check::NotApplied,
                 Some(l) => {
@@ -486,6 +749,16 @@ impl Mutation {
                     .await
                     .map(|_| json!({"exists": false}))
             }
+            Mutation::PatchResource {
+                patch, strategy, ..
+            } => api
+                .patch(name, &merge, &patch_of(*strategy, patch))
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+            Mutation::ApplyManifest { manifest, .. } => api
+                .patch(name, &PatchParams::apply(MANAGER), &Patch::Apply(manifest))
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
             Mutation::CreateConfigmap { data, .. } => {
                 let post = PostParams {
                     dry_run: false,
@@ -514,8 +787,92 @@ impl Mutation {
                 "image": o.pointer("/spec/containers/0/image"),
             }),
             Mutation::CreateConfigmap { .. } => json!({"data": o.get("data")}),
+            Mutation::PatchResource { .. } | Mutation::ApplyManifest { .. } => {
+                let flat = flat_fields(o);
+                let keys = step_keys(o, &flat);
+                json!(keys)
+            }
         }
     }
+}
+
+/// Marks a field the object does not have (in `before.fields`).
+const ABSENT: &str = "<absent>";
+
+fn lower_kind(kind: &str) -> &'static str {
+    // Static names for guardrail checks; unknown kinds fail validate() anyway.
+    const LOWER: &[&str] = &[
+        "deployment",
+        "statefulset",
+        "daemonset",
+        "service",
+        "configmap",
+        "pod",
+        "job",
+        "cronjob",
+        "horizontalpodautoscaler",
+        "networkpolicy",
+        "persistentvolumeclaim",
+    ];
+    LOWER
+        .iter()
+        .copied()
+        .find(|l| l.eq_ignore_ascii_case(kind))
+        .unwrap_or("unknown")
+}
+
+fn patch_of(strategy: PatchStrategy, patch: &Value) -> Patch<Value> {
+    match strategy {
+        PatchStrategy::Merge => Patch::Merge(patch.clone()),
+        PatchStrategy::Strategic => Patch::Strategic(patch.clone()),
+    }
+}
+
+/// The comparable leaves of an object (spec, data, labels, annotations).
+fn flat_fields(obj: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for key in ["spec", "data", "binaryData"] {
+        if let Some(v) = obj.get(key) {
+            flatten(key, v, &mut out);
+        }
+    }
+    for key in ["labels", "annotations"] {
+        if let Some(v) = obj.pointer(&format!("/metadata/{key}")) {
+            flatten(&format!("metadata.{key}"), v, &mut out);
+        }
+    }
+    out
+}
+
+/// The leaves that differ between two objects: (values before, values after).
+fn changed_fields(
+    before: &Value,
+    after: &Value,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let (b, a) = (flat_fields(before), flat_fields(after));
+    let mut old = BTreeMap::new();
+    let mut new = BTreeMap::new();
+    for key in a.keys().chain(b.keys()) {
+        let (x, y) = (b.get(key), a.get(key));
+        if x != y {
+            old.insert(key.clone(), x.cloned().unwrap_or_else(|| ABSENT.into()));
+            new.insert(key.clone(), y.cloned().unwrap_or_else(|| ABSENT.into()));
+        }
+    }
+    (old, new)
+}
+
+/// For events: a few identifying leaves of a generic object.
+fn step_keys(o: &Value, flat: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = flat
+        .iter()
+        .take(8)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(uid) = o.pointer("/metadata/uid").and_then(Value::as_str) {
+        out.insert("uid".into(), uid.into());
+    }
+    out
 }
 
 fn missing() -> kube::Error {
@@ -686,6 +1043,71 @@ mod tests {
             m.check(&step, Some(&with(json!("other")))),
             Check::Drifted(_)
         ));
+    }
+
+    #[test]
+    fn patch_check_compares_the_touched_fields() {
+        let m = Mutation::PatchResource {
+            namespace: "a".into(),
+            kind: "Deployment".into(),
+            name: "web".into(),
+            patch: json!({"spec": {"paused": true}}),
+            strategy: PatchStrategy::Merge,
+        };
+        let live = |paused: Option<bool>| match paused {
+            Some(p) => json!({"metadata": {"uid": "u"}, "spec": {"replicas": 1, "paused": p}}),
+            None => json!({"metadata": {"uid": "u"}, "spec": {"replicas": 1}}),
+        };
+        let (old, new) = changed_fields(&live(None), &live(Some(true)));
+        let step = PlanStep {
+            target: StepTarget {
+                uid: Some("u".into()),
+                ..Default::default()
+            },
+            before: json!({"fields": old, "after": new}),
+            ..Default::default()
+        };
+        assert_eq!(m.check(&step, Some(&live(None))), Check::NotApplied);
+        assert_eq!(m.check(&step, Some(&live(Some(true)))), Check::Applied);
+        assert!(matches!(
+            m.check(&step, Some(&live(Some(false)))),
+            Check::Drifted(_)
+        ));
+    }
+
+    #[test]
+    fn generic_tools_refuse_kinds_off_the_allowlist() {
+        let patch = |kind: &str| Mutation::PatchResource {
+            namespace: "a".into(),
+            kind: kind.into(),
+            name: "x".into(),
+            patch: json!({}),
+            strategy: PatchStrategy::Merge,
+        };
+        for bad in ["Secret", "ClusterRole", "RoleBinding", "Namespace", "Node"] {
+            assert!(patch(bad).validate().is_err(), "{bad}");
+        }
+        assert!(patch("service").validate().is_ok());
+        let apply = |m: Value| Mutation::ApplyManifest {
+            namespace: "a".into(),
+            manifest: m,
+        };
+        assert!(
+            apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}))
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            apply(json!({"apiVersion": "apps/v1", "kind": "Service", "metadata": {"name": "s"}}))
+                .validate()
+                .is_err()
+        );
+        assert!(apply(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "b"}})).validate().is_err());
+        assert!(
+            apply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}))
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]
