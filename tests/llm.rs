@@ -533,3 +533,34 @@ async fn generic_patch_and_apply_tools_plan_a_dry_run_diff_and_run_only_when_app
         .unwrap();
     assert!(s.answer.unwrap().contains("not on the allowlist"));
 }
+
+#[tokio::test]
+async fn an_unreachable_model_is_reported_and_retried_until_it_answers() {
+    let ns = TestNs::new("llmdown").await;
+    let (url, script) = scripted(vec![]).await;
+    *script.fallback.lock().unwrap() = Some((
+        503,
+        json!({"error": {"message": "model loading", "type": "server_error"}}),
+    ));
+    let _op = start_operator_with_planner(&ns.name, planner(&url)).await;
+    ask("admin", &ns.name, "q", "anything?").await;
+    let api = Api::<AIRequest>::namespaced(client("admin").await, &ns.name);
+    wait_for(
+        "PlannerUnavailable condition",
+        Duration::from_secs(20),
+        || async {
+            api.get("q").await.unwrap().status.is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.reason == "PlannerUnavailable"
+                        && c.message.contains("LLM unavailable after 4 attempts")
+                })
+            })
+        },
+    )
+    .await;
+    assert!(!events(&ns.name, "q", "PlannerUnavailable").await.is_empty());
+    // The model comes back: the request is answered on a later retry.
+    *script.fallback.lock().unwrap() = Some(say("Back online."));
+    let r = wait_phase(&ns.name, "q", "Answered").await;
+    assert_eq!(r.status.unwrap().answer.as_deref(), Some("Back online."));
+}

@@ -14,6 +14,7 @@ pub const STALLED: &str = "Stalled";
 /// Reasons used in conditions and Events (PascalCase, stable: automation may match on them).
 pub mod reason {
     pub const PLANNING: &str = "Planning";
+    pub const PLANNER_UNAVAILABLE: &str = "PlannerUnavailable";
     pub const ANSWERED: &str = "Answered";
     pub const PLANNED: &str = "Planned";
     pub const APPROVAL_REQUIRED: &str = "ApprovalRequired";

@@ -265,7 +265,13 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let quota_user = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
         .map(|r| r.username)
         .unwrap_or_else(|| "unknown".into());
+    // A retry after the model was unreachable was admitted already: do not count it again.
+    let retrying = status
+        .conditions
+        .iter()
+        .any(|c| c.reason == reason::PLANNER_UNAVAILABLE);
     if let Some(q) = &ctx.config.quota
+        && !retrying
         && let Err(ex) = q.admit(&ctx.client, &quota_user).await?
     {
         let first = status.phase != Some(RequestPhase::Pending);
@@ -337,7 +343,29 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz.clone());
     let outcome = match ctx.planner.plan(&input, &tools).await {
         Ok(o) => o,
-        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) if e.is_transient() => {
+            // Say why it waits (once per distinct message), then retry with backoff.
+            let msg = format!("{e}; retrying");
+            let already = status
+                .conditions
+                .iter()
+                .any(|c| c.reason == reason::PLANNER_UNAVAILABLE && c.message == msg);
+            if !already {
+                let mut s = status.clone();
+                s.conditions = request_conditions(
+                    &s.conditions,
+                    RequestPhase::Planning,
+                    reason::PLANNER_UNAVAILABLE,
+                    &msg,
+                    gen_,
+                );
+                write_request(&req_api, req, s).await?;
+                ctx.events
+                    .publish(&req_ref, true, reason::PLANNER_UNAVAILABLE, "Plan", &msg)
+                    .await;
+            }
+            return Err(e.into());
+        }
         Err(e) => {
             // A planner that cannot work (bad key, bad model) is reported, not retried forever.
             let msg = e.to_string();
