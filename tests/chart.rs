@@ -221,19 +221,10 @@ async fn operator_runs_as_the_charts_service_account() {
     ];
     for (name, prompt) in prompts {
         ask("admin", &ns.name, name, prompt).await;
-        let s = wait_phase(&ns.name, name, "AwaitingApproval")
+        let s = approve_and_finish("bob", &ns.name, name)
             .await
             .status
             .unwrap();
-        approve(
-            "bob",
-            &ns.name,
-            s.plan_ref.as_deref().unwrap(),
-            s.plan_id.as_deref().unwrap(),
-        )
-        .await
-        .unwrap();
-        wait_phase(&ns.name, name, "Succeeded").await;
         assert!(
             !events(
                 &ns.name,
@@ -292,25 +283,12 @@ async fn operator_runs_as_the_charts_service_account() {
         "log secrets must be redacted"
     );
     ask("admin", &ns.name, "del", &format!("delete pod {pod_name}")).await;
-    let s = wait_phase(&ns.name, "del", "AwaitingApproval")
+    let s = approve_and_finish("bob", &ns.name, "del")
         .await
         .status
         .unwrap();
-    approve(
-        "bob",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
-    wait_phase(&ns.name, "del", "Succeeded").await;
-    let r = Api::<kubilitics_ai::api::AIRequest>::namespaced(client("admin").await, &ns.name)
-        .get("del")
-        .await
-        .unwrap();
     assert_eq!(
-        r.status.unwrap().requester.unwrap().username,
+        s.requester.as_ref().unwrap().username,
         "admin",
         "identity stamped by the webhook"
     );

@@ -85,19 +85,7 @@ async fn metrics_count_a_demo_flow_and_health_endpoints_answer() {
         "scale deployment nginx to 5 replicas",
     )
     .await;
-    let s = wait_phase(&ns.name, "scale-nginx", "AwaitingApproval")
-        .await
-        .status
-        .unwrap();
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
-    wait_phase(&ns.name, "scale-nginx", "Succeeded").await;
+    approve_and_finish("admin", &ns.name, "scale-nginx").await;
 
     let (code, body) = http_get(port, "/metrics").await;
     let _ = op.kill();

@@ -413,19 +413,7 @@ async fn restart_delete_pod_and_configmap_plans_execute() {
         "create configmap app-config with LOG_LEVEL=debug MODE=fast",
     )
     .await;
-    let s = wait_phase(&ns.name, "cm", "AwaitingApproval")
-        .await
-        .status
-        .unwrap();
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
-    wait_phase(&ns.name, "cm", "Succeeded").await;
+    approve_and_finish("admin", &ns.name, "cm").await;
     let cm = Api::<ConfigMap>::namespaced(client("admin").await, &ns.name)
         .get("app-config")
         .await
@@ -452,19 +440,7 @@ async fn restart_delete_pod_and_configmap_plans_execute() {
     let pod = pods.list(&solo).await.unwrap().items.remove(0);
     let pod_name = pod.metadata.name.clone().unwrap();
     ask("admin", &ns.name, "del", &format!("delete pod {pod_name}")).await;
-    let s = wait_phase(&ns.name, "del", "AwaitingApproval")
-        .await
-        .status
-        .unwrap();
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
-    wait_phase(&ns.name, "del", "Succeeded").await;
+    approve_and_finish("admin", &ns.name, "del").await;
     let now = pods.get_opt(&pod_name).await.unwrap();
     assert!(now.is_none_or(
         |p| p.metadata.uid != pod.metadata.uid || p.metadata.deletion_timestamp.is_some()

@@ -460,3 +460,21 @@ pub async fn wait_ready(ns: &str, name: &str) {
     })
     .await;
 }
+
+/// Waits for a request's plan, approves it by its exact id as `approver`, and
+/// waits until the request Succeeded.
+pub async fn approve_and_finish(approver: &str, ns: &str, request: &str) -> AIRequest {
+    let s = wait_phase(ns, request, "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    approve(
+        approver,
+        ns,
+        s.plan_ref.as_deref().unwrap(),
+        s.plan_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_phase(ns, request, "Succeeded").await
+}
