@@ -231,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_tracing(args.log_format);
-    let client = kube::Client::try_default().await?;
+    let client = telemetry::counted_client(kube::Config::infer().await?)?;
     let config = Config {
         namespace: args.namespace,
         plan_ttl: args.plan_ttl,

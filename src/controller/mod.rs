@@ -165,7 +165,16 @@ pub async fn run(
         .default_backoff()
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    ready.set(true);
+    // Ready once the request cache holds every existing request.
+    {
+        let (reader, ready) = (reader.clone(), ready.clone());
+        tokio::spawn(async move {
+            if reader.wait_until_ready().await.is_ok() {
+                ready.set(true);
+                tracing::info!(requests = reader.len(), "caches synced; ready");
+            }
+        });
+    }
     tracing::info!("controller started");
     Controller::for_stream(request_stream, reader)
         .owns_stream(plan_stream)

@@ -33,6 +33,9 @@ use crate::tools::ReadTools;
 /// When nothing else happens, look again this often (cheap: no write when nothing changed).
 const IDLE_REQUEUE: Duration = Duration::from_secs(30 * 60);
 
+/// A planner still working after this long has its request marked `Planning`.
+const PLANNING_VISIBLE_AFTER: Duration = Duration::from_millis(250);
+
 /// Digest of the fields that define a request; a change supersedes its plan.
 /// `approvedPlanId` is deliberately not part of it.
 pub fn input_digest(spec: &AIRequestSpec, own_namespace: &str) -> String {
@@ -302,7 +305,9 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         "investigating",
         gen_,
     );
-    let status = write_request(&req_api, req, status).await?;
+    // `Planning` is written only when planning takes long enough to be seen
+    // (an LLM); a fast planner goes straight to its result: one write fewer.
+    let status = status;
 
     // Who asked: stamped by the admission webhook at creation; nobody else can set it.
     let requester = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
@@ -341,7 +346,16 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         },
     };
     let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz.clone());
-    let outcome = match ctx.planner.plan(&input, &tools).await {
+    let planning = ctx.planner.plan(&input, &tools);
+    tokio::pin!(planning);
+    let result = tokio::select! {
+        r = &mut planning => r,
+        () = tokio::time::sleep(PLANNING_VISIBLE_AFTER) => {
+            write_request(&req_api, req, status.clone()).await?;
+            planning.await
+        }
+    };
+    let outcome = match result {
         Ok(o) => o,
         Err(e) if e.is_transient() => {
             // Say why it waits (once per distinct message), then retry with backoff.
@@ -641,20 +655,16 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let note = format!("plan {plan_name} (id {id}, risk {risk:?}): {plan_summary}");
     tracing::info!(plan = %plan_name, plan_id = %id, risk = ?risk, steps = steps.len(), "planned; awaiting approval");
     let plan_ref = object_ref(&created);
-    ctx.events
-        .publish(&req_ref, false, reason::PLANNED, "Plan", &note)
-        .await;
-    ctx.events
-        .publish(&plan_ref, false, reason::PLANNED, "Plan", &note)
-        .await;
     let ask = format!(
         "approve with spec.approval.planId={id} on AIPlan {plan_name} or spec.approvedPlanId on the AIRequest"
     );
     ctx.events
-        .publish(&plan_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask)
-        .await;
-    ctx.events
-        .publish(&req_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask)
+        .publish_all(&[
+            (&req_ref, false, reason::PLANNED, "Plan", &note),
+            (&plan_ref, false, reason::PLANNED, "Plan", &note),
+            (&plan_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask),
+            (&req_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask),
+        ])
         .await;
 
     // A GitOps approval may already be committed with the request.
@@ -813,15 +823,11 @@ async fn drive_plan(
                     &format!("approved via {source}"),
                     pgen,
                 );
-                ps = write_plan(&plan_api, plan_name, plan.status.as_ref(), ps).await?;
+                // The approval is persisted with the first step's `Running` mark, in
+                // one write before any mutation (the executor's); the request says
+                // Executing and the events go out meanwhile.
                 metrics().plan_phase("Approved");
                 let note = format!("plan {id} approved via {source}");
-                ctx.events
-                    .publish(&plan_ref, false, reason::APPROVED, "Approve", &note)
-                    .await;
-                ctx.events
-                    .publish(&req_ref, false, reason::APPROVED, "Approve", &note)
-                    .await;
                 let mut rs = rstatus.clone();
                 set_request_phase(
                     &mut rs,
@@ -830,7 +836,15 @@ async fn drive_plan(
                     &note,
                     gen_,
                 );
-                write_request(&req_api, req, rs).await?;
+                let approved = [
+                    (&plan_ref, false, reason::APPROVED, "Approve", note.as_str()),
+                    (&req_ref, false, reason::APPROVED, "Approve", note.as_str()),
+                ];
+                let (written, ()) = tokio::join!(
+                    write_request(&req_api, req, rs),
+                    ctx.events.publish_all(&approved)
+                );
+                written?;
                 return run_plan(req, ctx, &plan, ps, &d).await;
             }
         }
@@ -874,16 +888,16 @@ async fn refuse_once(
         return Ok(());
     }
     ctx.events
-        .publish(
-            &object_ref(plan),
-            true,
-            reason::APPROVAL_MISMATCH,
-            "Approve",
-            note,
-        )
-        .await;
-    ctx.events
-        .publish(req_ref, true, reason::APPROVAL_MISMATCH, "Approve", note)
+        .publish_all(&[
+            (
+                &object_ref(plan),
+                true,
+                reason::APPROVAL_MISMATCH,
+                "Approve",
+                note,
+            ),
+            (req_ref, true, reason::APPROVAL_MISMATCH, "Approve", note),
+        ])
         .await;
     ps.last_mismatched_plan_id = Some(key);
     let ns = plan.namespace().unwrap_or_default();
@@ -987,13 +1001,16 @@ async fn finish_plan(
         .with_label_values(&[&op, &format!("{phase:?}").to_lowercase()])
         .inc();
     let note = truncate(msg, 1000);
-    ctx.events
-        .publish(&object_ref(plan), warning, why, "Finish", &note)
-        .await;
-    ctx.events
-        .publish(&object_ref(req), warning, why, "Finish", &note)
-        .await;
-    sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
+    let (plan_ref, req_ref) = (object_ref(plan), object_ref(req));
+    let finished = [
+        (&plan_ref, warning, why, "Finish", note.as_str()),
+        (&req_ref, warning, why, "Finish", note.as_str()),
+    ];
+    let (synced, ()) = tokio::join!(
+        sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()),
+        ctx.events.publish_all(&finished)
+    );
+    synced?;
     Ok(final_requeue(ctx))
 }
 

@@ -245,10 +245,10 @@ pub async fn execute(
         status = write(status).await.map_err(ExecError::Status)?;
         let note = format!("step {n}: {} — before: {}", step.reason, before);
         events
-            .publish(&plan_ref, false, reason::STEP_STARTED, &action, &note)
-            .await;
-        events
-            .publish(&target_ref, false, reason::STEP_STARTED, &action, &note)
+            .publish_all(&[
+                (&plan_ref, false, reason::STEP_STARTED, &action, &note),
+                (&target_ref, false, reason::STEP_STARTED, &action, &note),
+            ])
             .await;
         failpoint.hit(FailPoint::AfterStepRunning);
 
@@ -269,10 +269,10 @@ pub async fn execute(
                     status = write(status).await.map_err(ExecError::Status)?;
                 }
                 events
-                    .publish(&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg)
-                    .await;
-                events
-                    .publish(&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg)
+                    .publish_all(&[
+                        (&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
+                        (&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
+                    ])
                     .await;
             }
             Err(e) if e.is_transient() => {

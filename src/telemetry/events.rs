@@ -56,6 +56,16 @@ impl Events {
         }
     }
 
+    /// Publishes several events at once (one round trip of latency, not one each).
+    pub async fn publish_all(&self, items: &[(&ObjectReference, bool, &str, &str, &str)]) {
+        futures::future::join_all(
+            items
+                .iter()
+                .map(|(r, w, why, action, note)| self.publish(r, *w, why, action, note)),
+        )
+        .await;
+    }
+
     /// Reference of a step's target (for events on the touched object).
     pub fn target_ref(t: &StepTarget) -> ObjectReference {
         ObjectReference {

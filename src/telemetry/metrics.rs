@@ -15,6 +15,7 @@ pub struct Metrics {
     pub tool_executions: IntCounterVec,
     pub plans: IntCounterVec,
     pub reconcile_errors: IntCounterVec,
+    pub kube_api_requests: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -69,7 +70,16 @@ impl Metrics {
             &["error"],
         )
         .expect("valid metric");
+        let kube_api_requests = IntCounterVec::new(
+            Opts::new(
+                "kubilitics_kube_api_requests_total",
+                "Kubernetes API calls made by the operator",
+            ),
+            &["verb", "resource", "dry_run"],
+        )
+        .expect("valid metric");
         for c in [
+            &kube_api_requests,
             &requests,
             &llm_tokens,
             &tool_executions,
@@ -94,6 +104,7 @@ impl Metrics {
             tool_executions,
             plans,
             reconcile_errors,
+            kube_api_requests,
         }
     }
 

@@ -2,9 +2,11 @@
 //! `/metrics`, `/healthz`, `/readyz`.
 
 mod events;
+mod kube_api;
 mod metrics;
 
 pub use events::{Events, object_ref};
+pub use kube_api::{classify, counted_client};
 pub use metrics::{Metrics, metrics};
 
 use std::net::SocketAddr;
