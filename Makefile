@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test bench accuracy controlplane cluster-up cluster-down crds lint unit fmt
+.PHONY: demo test bench chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
 
 ## Run the demo: local control plane, operator, an AIRequest end to end.
 demo:
@@ -18,6 +18,10 @@ bench:
 	@hack/build-controlplane.sh k8s kwok
 	cargo build --release --bin kubilitics-ai
 	cargo bench --bench operator
+
+## Chaos suite, full rounds (a short version runs in make test), and longer fuzzing.
+chaos:
+	@hack/chaos.sh
 
 ## Planner accuracy: builtin, and the local model (built and served like in make test).
 accuracy:

@@ -883,4 +883,37 @@ mod tests {
         assert!(is_name("web-1"));
         assert!(!is_name("Web"));
     }
+
+    // Fuzzing (proptest): `PROPTEST_CASES=100000 cargo test --lib fuzz_` runs it longer.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text at all: never a panic, and a mutation always names its object.
+            #[test]
+            fn fuzz_parse_never_panics(s in "\\PC{0,400}") {
+                let i = parse(&s);
+                if i.action.is_mutation() && i.action != Action::CreateConfigMap {
+                    prop_assert!(i.name.as_deref().is_some_and(|n| !n.is_empty()), "{s:?}: {i:?}");
+                }
+                if i.action == Action::Scale {
+                    prop_assert!(i.replicas.is_some_and(|r| r >= 0), "{s:?}: {i:?}");
+                }
+            }
+
+            /// Hostile bytes around a real request do not change what it means.
+            #[test]
+            fn fuzz_scale_requests_parse_exactly(
+                name in "[a-z][a-z0-9-]{0,20}[a-z0-9]",
+                n in 0i64..500,
+                pad in "[ \\t]{0,3}",
+            ) {
+                let i = parse(&format!("{pad}scale deployment {name} to {n} replicas{pad}"));
+                prop_assert_eq!(i.action, Action::Scale);
+                prop_assert_eq!(i.name.as_deref(), Some(name.as_str()));
+                prop_assert_eq!(i.replicas, Some(n));
+            }
+        }
+    }
 }

@@ -169,10 +169,19 @@ pub async fn run(
     {
         let (reader, ready) = (reader.clone(), ready.clone());
         tokio::spawn(async move {
-            if reader.wait_until_ready().await.is_ok() {
-                ready.set(true);
-                tracing::info!(requests = reader.len(), "caches synced; ready");
+            // Polled again and again: the store's readiness signal wakes only its
+            // latest waiter, and the controller waits on it too.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(20), reader.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
             }
+            ready.set(true);
+            tracing::info!(requests = reader.len(), "caches synced; ready");
         });
     }
     tracing::info!("controller started");

@@ -646,14 +646,10 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     );
     next.plan_ref = Some(plan_name.clone());
     next.plan_id = Some(id.clone());
-    write_request(&req_api, req, next).await?;
-    metrics()
-        .requests
-        .with_label_values(&[&op, "planned"])
-        .inc();
-
+    // Events first, then the write that records the request as planned: a
+    // crash in between re-plans into the same plan and publishes them again
+    // (at least once), never not at all.
     let note = format!("plan {plan_name} (id {id}, risk {risk:?}): {plan_summary}");
-    tracing::info!(plan = %plan_name, plan_id = %id, risk = ?risk, steps = steps.len(), "planned; awaiting approval");
     let plan_ref = object_ref(&created);
     let ask = format!(
         "approve with spec.approval.planId={id} on AIPlan {plan_name} or spec.approvedPlanId on the AIRequest"
@@ -666,6 +662,13 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             (&req_ref, false, reason::APPROVAL_REQUIRED, "Approve", &ask),
         ])
         .await;
+    write_request(&req_api, req, next).await?;
+    metrics()
+        .requests
+        .with_label_values(&[&op, "planned"])
+        .inc();
+
+    tracing::info!(plan = %plan_name, plan_id = %id, risk = ?risk, steps = steps.len(), "planned; awaiting approval");
 
     // A GitOps approval may already be committed with the request.
     if req.spec.approved_plan_id.is_some() {
@@ -730,6 +733,19 @@ async fn drive_plan(
 
     // Finished plans: make sure the request says so (e.g. after a crash between the two writes).
     if phase.is_final() {
+        let interrupted = !rstatus.phase.is_some_and(|p| p.is_final());
+        if interrupted
+            && phase != PlanPhase::Superseded
+            && let Some(c) = ps.conditions.iter().find(|c| c.type_ == crate::api::READY)
+        {
+            let warning = phase != PlanPhase::Succeeded;
+            ctx.events
+                .publish_all(&[
+                    (&plan_ref, warning, &c.reason, "Finish", &c.message),
+                    (&req_ref, warning, &c.reason, "Finish", &c.message),
+                ])
+                .await;
+        }
         sync_request_final(req, ctx, &ps, rstatus).await?;
         return Ok(final_requeue(ctx));
     }
@@ -1002,15 +1018,15 @@ async fn finish_plan(
         .inc();
     let note = truncate(msg, 1000);
     let (plan_ref, req_ref) = (object_ref(plan), object_ref(req));
-    let finished = [
-        (&plan_ref, warning, why, "Finish", note.as_str()),
-        (&req_ref, warning, why, "Finish", note.as_str()),
-    ];
-    let (synced, ()) = tokio::join!(
-        sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()),
-        ctx.events.publish_all(&finished)
-    );
-    synced?;
+    // Events before the request's final write: if we crash in between, the
+    // next reconcile finds the request not yet final and publishes them again.
+    ctx.events
+        .publish_all(&[
+            (&plan_ref, warning, why, "Finish", note.as_str()),
+            (&req_ref, warning, why, "Finish", note.as_str()),
+        ])
+        .await;
+    sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
     Ok(final_requeue(ctx))
 }
 

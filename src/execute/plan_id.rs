@@ -113,4 +113,70 @@ mod tests {
             r#"{"a":{"c":null,"d":[1,{"y":1,"z":0}]},"b":1}"#
         );
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// The same object with its keys inserted in reverse order.
+        fn reordered(v: &Value) -> Value {
+            match v {
+                Value::Object(m) => {
+                    let mut out = serde_json::Map::new();
+                    for (k, x) in m.iter().rev() {
+                        out.insert(k.clone(), reordered(x));
+                    }
+                    Value::Object(out)
+                }
+                Value::Array(a) => Value::Array(a.iter().map(reordered).collect()),
+                x => x.clone(),
+            }
+        }
+
+        proptest! {
+            /// Canonical JSON is valid JSON of the same value, independent of key order.
+            #[test]
+            fn fuzz_canonical_roundtrips_and_ignores_key_order(v in json_value()) {
+                let c = canonical(&v);
+                let back: Value = serde_json::from_str(&c).unwrap();
+                prop_assert_eq!(&back, &v);
+                prop_assert_eq!(canonical(&reordered(&v)), c.clone());
+                prop_assert_eq!(canonical(&back), c);
+            }
+
+            /// The plan id is 16 hex digits, deterministic, and changes with the arguments.
+            #[test]
+            fn fuzz_plan_id_binds_arguments(a in json_value(), b in json_value(), ns in "[a-z]{1,10}") {
+                let mut s1 = step("u1", 3);
+                s1.arguments = a.clone();
+                let mut s2 = s1.clone();
+                s2.arguments = b.clone();
+                let id1 = plan_id(&ns, std::slice::from_ref(&s1));
+                prop_assert_eq!(id1.len(), 16);
+                prop_assert!(id1.chars().all(|c| c.is_ascii_hexdigit()));
+                let mut s1r = s1.clone();
+                s1r.arguments = reordered(&a);
+                prop_assert_eq!(plan_id(&ns, &[s1r]), id1.clone());
+                if a != b {
+                    prop_assert_ne!(plan_id(&ns, &[s2]), id1);
+                }
+            }
+        }
+    }
 }
