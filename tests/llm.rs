@@ -23,7 +23,12 @@ struct Script {
     /// Served when the script is empty.
     fallback: Mutex<Option<(u16, Value)>>,
     seen: Mutex<Vec<(HeaderMap, Value)>>,
+    /// The n-th request (1-based) waits this long, then gets this response (nothing is popped).
+    stall: Mutex<Option<Stall>>,
 }
+
+/// (request number, how long, then this response).
+type Stall = (usize, Duration, (u16, Value));
 
 impl Script {
     fn seen(&self) -> Vec<(HeaderMap, Value)> {
@@ -36,7 +41,18 @@ async fn completions(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    s.seen.lock().unwrap().push((headers, body));
+    let n = {
+        let mut seen = s.seen.lock().unwrap();
+        seen.push((headers, body));
+        seen.len()
+    };
+    let stall = s.stall.lock().unwrap().clone();
+    if let Some((at, wait, resp)) = stall
+        && at == n
+    {
+        tokio::time::sleep(wait).await;
+        return (StatusCode::from_u16(resp.0).unwrap(), Json(resp.1));
+    }
     let next = s
         .responses
         .lock()
@@ -340,6 +356,79 @@ async fn stops_at_the_iteration_cap() {
     );
     assert_eq!(script.seen().len(), 10);
     assert_eq!(s.investigation.len(), 10);
+    let warned = events(&ns.name, "loop", "AgentWarning").await;
+    assert!(
+        warned.iter().any(|e| e.type_.as_deref() == Some("Warning")
+            && e.note
+                .as_deref()
+                .is_some_and(|n| n.contains("limit of 10 model calls"))),
+        "{warned:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_loop_resumes_without_paying_again_for_completed_calls() {
+    let ns = TestNs::new("llmresume").await;
+    deployment(&ns.name, "nginx", 3).await;
+    let (url, script) = scripted(vec![
+        tool_call("get_deployment_status", json!({"name": "nginx"})),
+        tool_call("scale_deployment", json!({"name": "nginx", "replicas": 5})),
+        say("nginx runs 3 replicas; the plan scales it to 5."),
+    ])
+    .await;
+    // The second model call hangs: the operator dies while waiting for it.
+    *script.stall.lock().unwrap() = Some((2, Duration::from_secs(120), (500, json!({}))));
+    let op = start_operator_with_planner(&ns.name, planner(&url)).await;
+    ask("admin", &ns.name, "scale", "scale nginx to 5").await;
+    wait_for("the second model call", Duration::from_secs(30), || async {
+        script.seen().len() == 2
+    })
+    .await;
+    let api = Api::<AIRequest>::namespaced(client("admin").await, &ns.name);
+    let s = api.get("scale").await.unwrap().status.unwrap();
+    assert_eq!(
+        s.phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Planning")
+    );
+    let ck: Value = serde_json::from_str(s.checkpoint.as_deref().expect("a checkpoint")).unwrap();
+    assert_eq!(ck.pointer("/state/usage/llmCalls"), Some(&json!(1)), "{ck}");
+    drop(op);
+
+    let _op = start_operator_with_planner(&ns.name, planner(&url)).await;
+    let r = wait_phase(&ns.name, "scale", "AwaitingApproval").await;
+    let s = r.status.unwrap();
+    let seen = script.seen();
+    assert_eq!(
+        seen.len(),
+        4,
+        "the first call is not repeated; the unfinished one is"
+    );
+    let lens: Vec<usize> = seen
+        .iter()
+        .map(|(_, b)| b["messages"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(
+        lens,
+        vec![2, 4, 4, 6],
+        "the restarted agent went on from the checkpoint"
+    );
+    assert!(
+        seen[2].1["messages"][3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("tool_output"),
+        "the first tool result was carried over"
+    );
+    let usage = s.usage.unwrap();
+    assert_eq!(usage.llm_calls, 3, "only completed calls count");
+    assert!(
+        s.checkpoint.is_none(),
+        "the checkpoint is removed when planning ends"
+    );
+    let plan = get_plan(&ns.name, s.plan_ref.as_deref().unwrap()).await;
+    let steps = plan.status.unwrap().steps;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].arguments["replicas"], json!(5));
 }
 
 #[tokio::test]

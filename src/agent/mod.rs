@@ -10,7 +10,10 @@ pub mod schema;
 pub use builtin::BuiltinPlanner;
 pub use openai::{Flavor, LlmConfig, OpenAiPlanner};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{Mode, ToolCall, Usage};
 use crate::tools::{Mutation, ReadTools};
@@ -27,6 +30,34 @@ pub struct PlanInput {
     pub model: Option<String>,
     /// Earlier exchanges of the same conversation, oldest first (prompt, answer).
     pub history: Vec<(String, String)>,
+    /// Progress of an earlier attempt at this same input (after a restart).
+    pub resume: Option<AgentState>,
+    /// Where to record progress as the agent goes.
+    pub checkpoint: Option<Arc<dyn Checkpoint>>,
+}
+
+/// The agent loop's progress: everything needed to go on without repeating
+/// a completed model call.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentState {
+    /// The conversation so far (OpenAI chat messages).
+    pub messages: Vec<serde_json::Value>,
+    pub usage: Usage,
+    pub investigation: Vec<ToolCall>,
+    pub mutations: Vec<Mutation>,
+    /// Problems met on the way (unknown tools, invalid arguments, the iteration cap).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The final answer, once the model gave one.
+    #[serde(default)]
+    pub answer: Option<String>,
+}
+
+/// Records agent progress (the controller keeps it in the request's status).
+#[async_trait]
+pub trait Checkpoint: Send + Sync + std::fmt::Debug {
+    async fn save(&self, state: &AgentState);
 }
 
 /// What a planner returns. Mutations are only proposals: the controller
@@ -40,6 +71,9 @@ pub struct Outcome {
     pub usage: Option<Usage>,
     /// Short label for metrics (`list_pods`, `scale`, `help`…).
     pub operation: String,
+    /// Problems worth a Warning event (the model called an unknown tool, the
+    /// iteration cap was hit…), each once.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

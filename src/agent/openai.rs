@@ -19,8 +19,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::schema::{ToolKind, ToolSpec, tool_specs};
-use super::{AgentError, Outcome, PlanInput, Planner};
-use crate::api::{Mode, Usage, truncate};
+use super::{AgentError, AgentState, Outcome, PlanInput, Planner};
+use crate::api::{Mode, truncate};
 use crate::telemetry::metrics;
 use crate::tools::{Mutation, ReadCall, ReadTools};
 
@@ -227,30 +227,83 @@ impl Planner for OpenAiPlanner {
             .model
             .clone()
             .unwrap_or_else(|| self.cfg.model.clone());
-        let mut messages =
-            vec![json!({"role": "system", "content": system_prompt(&input.namespace, input.mode)})];
-        for (p, a) in input.history.iter().rev().take(20).rev() {
-            messages.push(json!({"role": "user", "content": p}));
-            messages.push(json!({"role": "assistant", "content": truncate(a, 2000)}));
-        }
-        messages.push(json!({"role": "user", "content": input.prompt}));
         let tools_json: Vec<Value> = self
             .specs
             .iter()
             .filter(|s| input.mode == Mode::Plan || s.kind == ToolKind::ReadOnly)
             .map(|s| s.function.clone())
             .collect();
-
-        let mut out = Outcome {
-            operation: "llm".into(),
-            ..Default::default()
+        // Resume an interrupted attempt, or start the conversation.
+        let mut st = match &input.resume {
+            Some(st) if !st.messages.is_empty() => {
+                tracing::info!(
+                    llm_calls = st.usage.llm_calls,
+                    "resuming the agent from its checkpoint"
+                );
+                st.clone()
+            }
+            _ => {
+                let mut messages = vec![
+                    json!({"role": "system", "content": system_prompt(&input.namespace, input.mode)}),
+                ];
+                for (p, a) in input.history.iter().rev().take(20).rev() {
+                    messages.push(json!({"role": "user", "content": p}));
+                    messages.push(json!({"role": "assistant", "content": truncate(a, 2000)}));
+                }
+                messages.push(json!({"role": "user", "content": input.prompt}));
+                AgentState {
+                    messages,
+                    ..Default::default()
+                }
+            }
         };
-        let mut usage = Usage::default();
-        let mut answer = None;
-        for _ in 0..self.cfg.max_iterations {
+
+        loop {
+            if st.answer.is_some() {
+                break;
+            }
+            // Tool calls of the last model turn that have no result yet (also
+            // after a restart: read-only tools are safe to run again).
+            let pending: Vec<Value> = match st.messages.last() {
+                Some(m) if m["role"] == "assistant" => m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => vec![],
+            };
+            if !pending.is_empty() {
+                for call in &pending {
+                    let id = call
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("call")
+                        .to_string();
+                    let name = call
+                        .pointer("/function/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let raw = call
+                        .pointer("/function/arguments")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let content = self.handle_call(&name, &raw, input, tools, &mut st).await?;
+                    st.messages
+                        .push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+                }
+                continue;
+            }
+            if st.usage.llm_calls as usize >= self.cfg.max_iterations {
+                st.warnings.push(format!(
+                    "the agent stopped at its limit of {} model calls without a final answer",
+                    self.cfg.max_iterations
+                ));
+                break;
+            }
             let body = json!({
                 "model": model,
-                "messages": messages,
+                "messages": st.messages,
                 "tools": tools_json,
                 "tool_choice": "auto",
                 "temperature": self.cfg.temperature,
@@ -260,7 +313,7 @@ impl Planner for OpenAiPlanner {
                 "parallel_tool_calls": false,
             });
             let resp = self.chat(&body, &model).await?;
-            usage.llm_calls += 1;
+            st.usage.llm_calls += 1;
             let pt = resp
                 .pointer("/usage/prompt_tokens")
                 .and_then(Value::as_i64)
@@ -269,8 +322,8 @@ impl Planner for OpenAiPlanner {
                 .pointer("/usage/completion_tokens")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            usage.prompt_tokens += pt;
-            usage.completion_tokens += ct;
+            st.usage.prompt_tokens += pt;
+            st.usage.completion_tokens += ct;
             metrics()
                 .llm_tokens
                 .with_label_values(&[&model, "input"])
@@ -290,39 +343,30 @@ impl Planner for OpenAiPlanner {
                 .cloned()
                 .unwrap_or_default();
             if calls.is_empty() {
-                answer = Some(
+                st.answer = Some(
                     msg.get("content")
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string(),
                 );
-                break;
+            } else {
+                st.messages.push(json!({"role": "assistant", "content": msg.get("content").cloned().unwrap_or(Value::Null), "tool_calls": calls}));
             }
-            messages.push(json!({"role": "assistant", "content": msg.get("content").cloned().unwrap_or(Value::Null), "tool_calls": calls}));
-            for call in &calls {
-                let id = call
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("call")
-                    .to_string();
-                let name = call
-                    .pointer("/function/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let raw = call
-                    .pointer("/function/arguments")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let content = self
-                    .handle_call(&name, &raw, input, tools, &mut out)
-                    .await?;
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+            // A completed (billed) call is recorded before anything else happens.
+            if let Some(c) = &input.checkpoint {
+                c.save(&st).await;
             }
         }
-        let iterations = usage.llm_calls;
-        out.usage = Some(usage);
-        out.answer = match answer {
+        let iterations = st.usage.llm_calls;
+        let mut out = Outcome {
+            operation: "llm".into(),
+            usage: Some(st.usage.clone()),
+            investigation: st.investigation,
+            mutations: st.mutations,
+            warnings: st.warnings,
+            ..Default::default()
+        };
+        out.answer = match st.answer {
             Some(a) if !a.trim().is_empty() => crate::safety::redact(&a),
             Some(_) => "The model returned an empty answer.".into(),
             None => format!(
@@ -349,7 +393,7 @@ impl OpenAiPlanner {
         raw: &Value,
         input: &PlanInput,
         tools: &ReadTools,
-        out: &mut Outcome,
+        out: &mut AgentState,
     ) -> Result<String, AgentError> {
         // Arguments arrive as a JSON string (OpenAI) or an object (some servers).
         let mut args = match raw {
@@ -369,6 +413,10 @@ impl OpenAiPlanner {
         }
         args["tool"] = json!(name);
         let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
+            out.warnings.push(format!(
+                "the model called an unknown tool `{}`",
+                truncate(name, 64)
+            ));
             return Ok(format!("<tool_error>unknown tool '{name}'</tool_error>"));
         };
         match spec.kind {
@@ -376,6 +424,9 @@ impl OpenAiPlanner {
                 let call: ReadCall = match serde_json::from_value(args) {
                     Ok(c) => c,
                     Err(e) => {
+                        out.warnings.push(format!(
+                            "the model called `{name}` with invalid arguments: {e}"
+                        ));
                         return Ok(format!(
                             "<tool_error>invalid arguments for {name}: {e}</tool_error>"
                         ));
@@ -391,7 +442,10 @@ impl OpenAiPlanner {
                     Err(e) if e.is_transient() => {
                         return Err(AgentError::Unavailable(e.to_string()));
                     }
-                    Err(e) => format!("<tool_error>{e}</tool_error>"),
+                    Err(e) => {
+                        out.warnings.push(format!("tool `{name}` failed: {e}"));
+                        format!("<tool_error>{e}</tool_error>")
+                    }
                 })
             }
             ToolKind::Mutating => {
@@ -408,6 +462,9 @@ impl OpenAiPlanner {
                 let m: Mutation = match serde_json::from_value(args) {
                     Ok(m) => m,
                     Err(e) => {
+                        out.warnings.push(format!(
+                            "the model called `{name}` with invalid arguments: {e}"
+                        ));
                         return Ok(format!(
                             "<tool_error>invalid arguments for {name}: {e}</tool_error>"
                         ));

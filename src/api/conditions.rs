@@ -15,6 +15,8 @@ pub const STALLED: &str = "Stalled";
 pub mod reason {
     pub const PLANNING: &str = "Planning";
     pub const PLANNER_UNAVAILABLE: &str = "PlannerUnavailable";
+    /// The agent met a problem on its way (unknown tool, invalid arguments, iteration cap).
+    pub const AGENT_WARNING: &str = "AgentWarning";
     pub const ANSWERED: &str = "Answered";
     pub const PLANNED: &str = "Planned";
     pub const APPROVAL_REQUIRED: &str = "ApprovalRequired";

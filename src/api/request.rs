@@ -138,6 +138,12 @@ pub struct AIRequestStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The LLM agent's progress while it plans (JSON: input digest, transcript,
+    /// usage, proposals), written after every model call so that a restarted
+    /// operator resumes instead of paying for the same calls again. Removed
+    /// when planning ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 /// One read-only tool call of the investigation.

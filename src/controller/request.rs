@@ -17,7 +17,7 @@ use super::status::{
     plan_conditions, plan_reason, request_conditions, set_request_phase, write_plan, write_request,
 };
 use super::{Context, Error};
-use crate::agent::PlanInput;
+use crate::agent::{AgentState, PlanInput};
 use crate::api::{
     AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestSpec, AIRequestStatus, PlanPhase,
     PlanStep, RequestPhase, Risk, reason, truncate,
@@ -297,6 +297,15 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         return Ok(requeue_until(ex.retry_at));
     }
 
+    // An earlier attempt at this same input that was interrupted (a restart):
+    // its completed model calls are not paid for again.
+    let resume = status
+        .checkpoint
+        .as_deref()
+        .and_then(|c| read_checkpoint(c, &digest));
+    if resume.is_none() {
+        status.checkpoint = None;
+    }
     let started = Instant::now();
     set_request_phase(
         &mut status,
@@ -321,6 +330,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         s.answer = Some(format!("⛔ {msg}"));
         s.summary = s.answer.as_deref().map(summary_of);
         s.input_digest = Some(digest);
+        s.checkpoint = None;
         s.conditions = request_conditions(
             &s.conditions,
             RequestPhase::Failed,
@@ -334,6 +344,13 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             .await;
         return Ok(final_requeue(ctx));
     }
+    let checkpoint = Arc::new(StatusCheckpoint {
+        api: req_api.clone(),
+        req: req.clone(),
+        base: status.clone(),
+        digest: digest.clone(),
+        latest: std::sync::Mutex::new(status.checkpoint.clone()),
+    });
     let input = PlanInput {
         prompt: req.spec.prompt.clone(),
         namespace: req.target_namespace(),
@@ -344,6 +361,8 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             Some(c) => conversation_history(ctx, req, c).await?,
             None => vec![],
         },
+        resume,
+        checkpoint: Some(checkpoint.clone()),
     };
     let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz.clone());
     let planning = ctx.planner.plan(&input, &tools);
@@ -351,7 +370,9 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     let result = tokio::select! {
         r = &mut planning => r,
         () = tokio::time::sleep(PLANNING_VISIBLE_AFTER) => {
-            write_request(&req_api, req, status.clone()).await?;
+            let mut s = status.clone();
+            s.checkpoint = checkpoint.latest();
+            write_request(&req_api, req, s).await?;
             planning.await
         }
     };
@@ -366,6 +387,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
                 .any(|c| c.reason == reason::PLANNER_UNAVAILABLE && c.message == msg);
             if !already {
                 let mut s = status.clone();
+                s.checkpoint = checkpoint.latest();
                 s.conditions = request_conditions(
                     &s.conditions,
                     RequestPhase::Planning,
@@ -391,6 +413,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             ));
             s.summary = s.answer.as_deref().map(summary_of);
             s.input_digest = Some(digest);
+            s.checkpoint = None;
             s.conditions = request_conditions(
                 &s.conditions,
                 RequestPhase::Failed,
@@ -409,6 +432,26 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             return Ok(final_requeue(ctx));
         }
     };
+    let mut outcome = outcome;
+    if !outcome.warnings.is_empty() {
+        let mut seen = std::collections::BTreeSet::new();
+        let warnings: Vec<String> = outcome
+            .warnings
+            .iter()
+            .filter(|w| seen.insert(w.as_str()))
+            .take(5)
+            .map(|w| truncate(w, 300))
+            .collect();
+        outcome.answer.push_str("\n\n⚠️ Agent warnings:\n");
+        for w in &warnings {
+            outcome.answer.push_str(&format!("- {w}\n"));
+        }
+        let events: Vec<_> = warnings
+            .iter()
+            .map(|w| (&req_ref, true, reason::AGENT_WARNING, "Plan", w.as_str()))
+            .collect();
+        ctx.events.publish_all(&events).await;
+    }
     let op = outcome.operation.clone();
     if let (Some(q), Some(u)) = (&ctx.config.quota, &outcome.usage) {
         q.add_tokens(
@@ -675,6 +718,57 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         return Ok(Action::requeue(Duration::from_millis(10)));
     }
     Ok(requeue_until(expires))
+}
+
+/// Keeps the agent's progress in the request's status while it plans.
+#[derive(Debug)]
+struct StatusCheckpoint {
+    api: Api<AIRequest>,
+    req: AIRequest,
+    /// The status being planned (phase Planning).
+    base: AIRequestStatus,
+    digest: String,
+    latest: std::sync::Mutex<Option<String>>,
+}
+
+/// Checkpoints bigger than this are not kept (the agent goes on without one).
+const MAX_CHECKPOINT: usize = 256 * 1024;
+
+impl StatusCheckpoint {
+    fn latest(&self) -> Option<String> {
+        self.latest.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::agent::Checkpoint for StatusCheckpoint {
+    async fn save(&self, state: &AgentState) {
+        let doc = serde_json::json!({"inputDigest": self.digest, "state": state}).to_string();
+        if doc.len() > MAX_CHECKPOINT {
+            tracing::warn!(
+                bytes = doc.len(),
+                "agent checkpoint too large to keep; a restart would start this request over"
+            );
+            return;
+        }
+        if let Ok(mut g) = self.latest.lock() {
+            *g = Some(doc.clone());
+        }
+        let mut s = self.base.clone();
+        s.checkpoint = Some(doc);
+        if let Err(e) = write_request(&self.api, &self.req, s).await {
+            tracing::warn!(error = %e, "could not record the agent checkpoint");
+        }
+    }
+}
+
+/// The agent state in a checkpoint, when it belongs to this input.
+fn read_checkpoint(doc: &str, digest: &str) -> Option<AgentState> {
+    let v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    if v.get("inputDigest").and_then(|d| d.as_str()) != Some(digest) {
+        return None;
+    }
+    serde_json::from_value(v.get("state")?.clone()).ok()
 }
 
 /// Next look at a request that reached a final phase: when its TTL is due, or much later.
