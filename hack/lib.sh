@@ -15,3 +15,5 @@ export PATH="$K8S_BIN:$KWOK_BIN:$HELM_BIN:$PATH"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31mERROR:\033[0m %s\n' "$*" >&2; exit 1; }
+FLUX_BIN="$CACHE_DIR/flux-$FLUX_SOURCE_VERSION-$FLUX_KUSTOMIZE_VERSION/bin"
+FLUX_CRDS="$CACHE_DIR/flux-$FLUX_SOURCE_VERSION-$FLUX_KUSTOMIZE_VERSION/crds"

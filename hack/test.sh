@@ -8,6 +8,8 @@ command -v cargo >/dev/null || die "step 'check cargo': no Rust toolchain on PAT
 
 log "control plane binaries (step 'build control plane')"
 "$HACK_DIR/build-controlplane.sh" k8s kwok helm
+log "Flux source-controller and kustomize-controller (step 'hack/build-flux.sh'; cached)"
+"$HACK_DIR/build-flux.sh"
 
 log "lint (step 'cargo fmt --check', 'cargo clippy')"
 cargo fmt --all -- --check || die "step 'cargo fmt --check': run 'make fmt'"
@@ -57,7 +59,7 @@ trap cleanup EXIT
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test controlplane --test operator --test operations --test chart --test llm --test safety --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test chaos \
+cargo test --test controlplane --test operator --test operations --test chart --test llm --test safety --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test chaos \
   || die "step 'cargo test --tests' failed"
 
 log "demo, end to end (step 'hack/demo.sh')"

@@ -158,6 +158,14 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     let request_stream = watcher::watcher(requests, WatcherConfig::default())
         .default_backoff()
+        // The cache keeps what reconciles read: not managedFields or a
+        // last-applied copy of the object (a third of a request's size).
+        .modify(|r: &mut AIRequest| {
+            r.metadata.managed_fields = None;
+            if let Some(a) = r.metadata.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());

@@ -14,7 +14,8 @@ use kube::{
 use sha2::{Digest, Sha256};
 
 use super::status::{
-    plan_conditions, plan_reason, request_conditions, set_request_phase, write_plan, write_request,
+    cache_is_behind, plan_conditions, plan_reason, request_conditions, set_request_phase,
+    write_plan, write_request,
 };
 use super::{Context, Error};
 use crate::agent::{AgentState, PlanInput};
@@ -80,6 +81,16 @@ fn trace_id() -> String {
 
 async fn reconcile_inner(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = req.namespace().unwrap_or_default();
+    // Triggered again (e.g. by the plan we just created) before the watch
+    // delivered our own status write: read the request fresh.
+    let req = if cache_is_behind(&req) {
+        match requests(&ctx, &ns).get_opt(&req.name_any()).await? {
+            Some(fresh) => Arc::new(fresh),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        req
+    };
     let status = req.status.clone().unwrap_or_default();
     let digest = input_digest(&req.spec, &ns);
     if status.input_digest.as_deref() != Some(digest.as_str()) {

@@ -140,13 +140,46 @@ pub async fn write_request(
         "status": status,
     });
     let name = kube::ResourceExt::name_any(req);
-    api.patch_status(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    if let (Some(uid), Some(rv)) = (written.metadata.uid, written.metadata.resource_version)
+        && let Ok(mut w) = WRITTEN.lock()
+    {
+        w.insert(uid, rv);
+    }
     Ok(status)
+}
+
+/// The resourceVersion of our latest status write per request uid, until the
+/// watch cache has caught up with it (read-your-writes; see `cache_is_behind`).
+static WRITTEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether the cached request may predate our own latest status write (then
+/// the reconcile reads it fresh: acting on the stale copy would, e.g., plan
+/// the same input twice). Forgets writes the cache has caught up with.
+pub fn cache_is_behind(req: &AIRequest) -> bool {
+    let (Some(uid), Some(rv)) = (&req.metadata.uid, &req.metadata.resource_version) else {
+        return false;
+    };
+    let Ok(mut w) = WRITTEN.lock() else {
+        return false;
+    };
+    let Some(ours) = w.get(uid) else {
+        return false;
+    };
+    match (rv.parse::<u64>(), ours.parse::<u64>()) {
+        (Ok(cached), Ok(ours)) if cached >= ours => {
+            w.remove(uid);
+            false
+        }
+        _ => rv != ours,
+    }
 }
 
 /// Writes the whole plan status with server-side apply (same rules).

@@ -1,17 +1,26 @@
-//! Kubernetes Events (events.k8s.io) with reporter `kubilitics-ai`.
+//! Kubernetes Events (events.k8s.io/v1) with reporter `kubilitics-ai`.
+//!
+//! Each decision is its own Event object, created directly: no in-memory
+//! series cache (kube-runtime's `Recorder` keeps one that it scans on every
+//! publish, which grew to O(n²) CPU and hundreds of MiB at thousands of
+//! requests). Events that differ only in time are distinct decisions here
+//! (steps carry their number in `action`), so nothing is lost.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{
-    Client, Resource,
-    runtime::events::{Event, EventType, Recorder, Reporter},
-};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::{Api, Client, Resource, api::PostParams};
 
 use crate::api::{MANAGER, StepTarget, truncate};
 
-/// One shared recorder; publishing never fails a reconcile (it is logged).
+/// One shared publisher; publishing never fails a reconcile (it is logged).
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    client: Client,
+    instance: String,
 }
 
 /// The reference of an object for events.
@@ -19,19 +28,55 @@ pub fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     obj.object_ref(&())
 }
 
+/// Distinguishes events created in the same nanosecond.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
 impl Events {
     pub fn new(client: Client, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance,
-        };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            instance: instance.unwrap_or_else(|| MANAGER.into()),
+        }
+    }
+
+    /// The Event object for one decision.
+    pub fn event(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) -> Event {
+        let now = Timestamp::now();
+        let base = regarding.name.as_deref().unwrap_or(MANAGER);
+        let suffix = format!(
+            ".{:x}{:x}",
+            now.as_nanosecond(),
+            SEQ.fetch_add(1, Ordering::Relaxed) & 0xfff
+        );
+        let keep = 253usize.saturating_sub(suffix.len()).min(base.len());
+        let base: String = base.chars().take(keep).collect();
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{base}{suffix}")),
+                namespace: regarding.namespace.clone(),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(truncate(action, 128)),
+            reason: Some(truncate(reason, 128)),
+            note: Some(truncate(note, 1000)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(MANAGER.into()),
+            reporting_instance: Some(truncate(&self.instance, 128)),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            ..Default::default()
         }
     }
 
     /// Publishes an event. `action` distinguishes events of the same reason
-    /// on the same object (e.g. per step), so they are not folded into one series.
+    /// on the same object (e.g. per step).
     pub async fn publish(
         &self,
         regarding: &ObjectReference,
@@ -40,18 +85,10 @@ impl Events {
         action: &str,
         note: &str,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(truncate(note, 1000)),
-            action: truncate(action, 128),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, regarding).await {
+        let ev = self.event(regarding, warning, reason, action, note);
+        let ns = regarding.namespace.as_deref().unwrap_or("default");
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        if let Err(e) = api.create(&PostParams::default(), &ev).await {
             tracing::warn!(error = %e, reason, "failed to publish event");
         }
     }
@@ -76,5 +113,34 @@ impl Events {
             uid: t.uid.clone(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_unique_valid_and_bounded() {
+        let r = ObjectReference {
+            name: Some("x".repeat(300)),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        };
+        // A client is not needed to build events.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _g = rt.enter();
+        let cfg = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let ev = Events::new(Client::try_from(cfg).unwrap(), None);
+        let a = ev.event(&r, true, "Blocked", "Plan", "why");
+        let b = ev.event(&r, true, "Blocked", "Plan", "why");
+        let (na, nb) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
+        assert_ne!(na, nb);
+        assert!(na.len() <= 253, "{}", na.len());
+        assert_eq!(a.type_.as_deref(), Some("Warning"));
+        assert_eq!(a.reporting_controller.as_deref(), Some(MANAGER));
+        assert_eq!(a.regarding.unwrap().namespace.as_deref(), Some("ns"));
     }
 }
