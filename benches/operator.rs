@@ -89,10 +89,18 @@ async fn apiserver_requests(client: &Client) -> (f64, f64) {
     (w, r)
 }
 
+/// The API server's measured write rates here.
+struct Ceilings {
+    create: f64,
+    status: f64,
+}
+
 /// The operator's own API call counters, by class.
 #[derive(Default, Clone, Copy, Debug)]
 struct Calls {
     object_writes: f64,
+    /// Of the object writes, those to a status subresource (the heavy kind).
+    status_writes: f64,
     events: f64,
     dry_runs: f64,
     mutations: f64,
@@ -105,6 +113,7 @@ impl std::ops::Sub for Calls {
     fn sub(self, o: Calls) -> Calls {
         Calls {
             object_writes: self.object_writes - o.object_writes,
+            status_writes: self.status_writes - o.status_writes,
             events: self.events - o.events,
             dry_runs: self.dry_runs - o.dry_runs,
             mutations: self.mutations - o.mutations,
@@ -118,10 +127,18 @@ impl Calls {
     fn writes(&self) -> f64 {
         self.object_writes + self.events + self.dry_runs + self.mutations
     }
+    /// Seconds of API server write capacity these calls take, by kind: status
+    /// writes at the measured status-patch rate, every other write (creates,
+    /// Events, dry runs, the mutation, `extra` driver writes) at the create rate.
+    fn capacity_s(&self, c: &Ceilings, extra_creates: f64, extra_patches: f64) -> f64 {
+        (self.status_writes + extra_patches) / c.status
+            + (self.writes() - self.status_writes + extra_creates) / c.create
+    }
     fn per(&self, n: usize) -> Calls {
         let n = n as f64;
         Calls {
             object_writes: self.object_writes / n,
+            status_writes: self.status_writes / n,
             events: self.events / n,
             dry_runs: self.dry_runs / n,
             mutations: self.mutations / n,
@@ -175,7 +192,10 @@ async fn operator_calls(port: u16) -> Calls {
             _ if dry == "true" => c.dry_runs += v,
             _ if resource == "events" => c.events += v,
             _ if resource.starts_with("airequests") || resource.starts_with("aiplans") => {
-                c.object_writes += v
+                c.object_writes += v;
+                if resource.ends_with("/status") {
+                    c.status_writes += v;
+                }
             }
             _ => c.mutations += v,
         }
@@ -207,6 +227,8 @@ fn proc_stats(pid: u32) -> (f64, f64) {
 struct Row {
     n: usize,
     ceiling: f64,
+    ssa_ceiling: f64,
+    merge_ceiling: f64,
     api_lat_p50: f64,
     planned_per_s: f64,
     plan_ratio: f64,
@@ -343,25 +365,27 @@ fn report(rows: &[Row]) -> anyhow::Result<()> {
          concurrency {CONCURRENCY}. Command: `make bench` (`BENCH_SIZES=100,1000,5000`).\n\n\
          Each request: \"create configmap …\" → plan with a server-side dry run → approval → ConfigMap created.\n\n\
          - **ceiling**: plain creates of small objects at concurrency {CONCURRENCY}, the API server's own limit here; \
-         **api p50**: its own create → watch-event latency, one at a time.\n\
-         - **bulk**: N requests created at once, then every plan approved at once. Throughput as a share of the ceiling = \
-         (requests/s × API writes each needs in that phase, the driver's own create/approval included) / ceiling. \
+         **status writes/s**: AIRequest status patches like the operator's (≈1 KiB answer, three conditions) \
+         by server-side apply and by JSON merge patch, same concurrency, no watchers; **api p50**: its own create → watch-event latency, one at a time.\n\
+         - **bulk**: N requests created at once, then every plan approved at once. Throughput as a share of the API server's write capacity = requests/s × the capacity-seconds each request's \
+         writes need in that phase: status writes at the measured status-patch rate, every other write (creates, Events, \
+         dry runs, the mutation) at the create rate, the driver's own create/approval included. \
          Bulk latencies are mostly queueing behind the other N−1 requests.\n\
          - **paced**: {PACED} more requests one at a time with N objects in place — the per-request latency.\n\
          - **writes/req**: the operator's own client counters: AIRequest/AIPlan writes, Events, dry runs, the mutation; \
          `apiserver` is the API server's `apiserver_request_total` writes per request minus the driver's.\n\
          - **restart**: the operator restarted with every object in place: time to ready (caches synced) and writes in the 5 s after (should be 0).\n\n"
     );
-    md.push_str("| N | ceiling obj/s | api p50 ms | planned/s (share) | executed/s (share) | bulk create→plan p50/p95/p99 ms | bulk approval→step | bulk approval→Succeeded | paced create→plan p50/p95/p99 ms | paced approval→step | paced approval→Succeeded | object writes/req | events/req | dry runs/req | mutations/req | reads/req | apiserver writes/req | restart ready ms / writes | peak RSS MiB | CPU s | startup ms |\n");
-    md.push_str(&format!("|{}\n", "---|".repeat(21)));
+    md.push_str("| N | ceiling obj/s | status writes/s SSA / merge | api p50 ms | planned/s (share) | executed/s (share) | bulk create→plan p50/p95/p99 ms | bulk approval→step | bulk approval→Succeeded | paced create→plan p50/p95/p99 ms | paced approval→step | paced approval→Succeeded | object writes/req | events/req | dry runs/req | mutations/req | reads/req | apiserver writes/req | restart ready ms / writes | peak RSS MiB | CPU s | startup ms |\n");
+    md.push_str(&format!("|{}\n", "---|".repeat(22)));
     let mut csv = String::from(
-        "n,ceiling,api_lat_p50,planned_per_s,plan_ratio,executed_per_s,exec_ratio,bulk_plan_p50,bulk_plan_p95,bulk_plan_p99,bulk_step_p50,bulk_step_p95,bulk_step_p99,bulk_done_p50,bulk_done_p95,bulk_done_p99,paced_plan_p50,paced_plan_p95,paced_plan_p99,paced_step_p50,paced_step_p95,paced_step_p99,paced_done_p50,paced_done_p95,paced_done_p99,object_writes_per_req,events_per_req,dry_runs_per_req,mutations_per_req,reads_per_req,apiserver_writes_per_req,restart_ready_ms,restart_writes,rss_mib,cpu_s,startup_ms\n",
+        "n,ceiling,ssa_status_ceiling,merge_status_ceiling,api_lat_p50,planned_per_s,plan_ratio,executed_per_s,exec_ratio,bulk_plan_p50,bulk_plan_p95,bulk_plan_p99,bulk_step_p50,bulk_step_p95,bulk_step_p99,bulk_done_p50,bulk_done_p95,bulk_done_p99,paced_plan_p50,paced_plan_p95,paced_plan_p99,paced_step_p50,paced_step_p95,paced_step_p99,paced_done_p50,paced_done_p95,paced_done_p99,object_writes_per_req,events_per_req,dry_runs_per_req,mutations_per_req,reads_per_req,apiserver_writes_per_req,restart_ready_ms,restart_writes,rss_mib,cpu_s,startup_ms\n",
     );
     for r in rows {
         let c = r.per_req;
         md.push_str(&format!(
-            "| {} | {:.0} | {:.1} | {:.1} ({:.0}%) | {:.1} ({:.0}%) | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} | {:.1} | {:.0} |\n",
-            r.n, r.ceiling, r.api_lat_p50, r.planned_per_s, r.plan_ratio * 100.0, r.executed_per_s, r.exec_ratio * 100.0,
+            "| {} | {:.0} | {:.0} / {:.0} | {:.1} | {:.1} ({:.0}%) | {:.1} ({:.0}%) | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} | {:.1} | {:.0} |\n",
+            r.n, r.ceiling, r.ssa_ceiling, r.merge_ceiling, r.api_lat_p50, r.planned_per_s, r.plan_ratio * 100.0, r.executed_per_s, r.exec_ratio * 100.0,
             fmt3(&r.bulk_plan), fmt3(&r.bulk_step), fmt3(&r.bulk_done), fmt3(&r.paced_plan), fmt3(&r.paced_step), fmt3(&r.paced_done),
             c.object_writes, c.events, c.dry_runs, c.mutations, c.reads, r.apiserver_writes_per_req, r.restart_ready_ms, r.restart_writes,
             r.rss, r.cpu, r.startup_ms
@@ -369,6 +393,8 @@ fn report(rows: &[Row]) -> anyhow::Result<()> {
         let nums: Vec<f64> = [
             vec![
                 r.ceiling,
+                r.ssa_ceiling,
+                r.merge_ceiling,
                 r.api_lat_p50,
                 r.planned_per_s,
                 r.plan_ratio,
@@ -587,6 +613,73 @@ async fn approve(plans: &Api<AIPlan>, p: &AIPlan) -> kube::Result<AIPlan> {
         .await
 }
 
+/// The API server's rate of AIRequest status writes like the operator's (a
+/// realistic status, server-side apply vs. JSON merge patch), at the same
+/// concurrency, on m requests in a scratch namespace no operator watches.
+async fn status_ceilings(client: &Client, ns: &str, m: usize) -> anyhow::Result<(f64, f64)> {
+    let scratch = format!("{ns}-ceiling");
+    let nsobj: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": scratch}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &nsobj)
+        .await?;
+    let api: Api<AIRequest> = Api::namespaced(client.clone(), &scratch);
+    stream::iter(0..m)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &request(&format!("s{i}"), i))
+                    .await
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let conditions: Vec<serde_json::Value> = ["Ready", "Reconciling", "Stalled"]
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "type": t, "status": "False", "reason": "ApprovalRequired", "message": "waiting",
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1})
+        })
+        .collect();
+    let status = |i: usize, round: u32| {
+        serde_json::json!({
+            "phase": "AwaitingApproval",
+            "answer": format!("⏸️ **Approval required**: create ConfigMap out-{i} ({round}).\n\n{}", "x".repeat(900)),
+            "summary": "Approval required",
+            "planRef": format!("s{i}-1"), "planId": "0123456789abcdef", "inputDigest": "0123456789abcdef",
+            "observedGeneration": 1,
+            "conditions": conditions,
+        })
+    };
+    let mut rates = vec![];
+    for (round, apply) in [(1u32, true), (2, false)] {
+        let t = Instant::now();
+        stream::iter(0..m)
+            .map(|i| {
+                let api = api.clone();
+                let body = serde_json::json!({"apiVersion": "ai.kubilitics.io/v1alpha1", "kind": "AIRequest", "status": status(i, round)});
+                async move {
+                    let name = format!("s{i}");
+                    if apply {
+                        api.patch_status(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&body)).await
+                    } else {
+                        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        rates.push(m as f64 / t.elapsed().as_secs_f64());
+    }
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&scratch, &Default::default())
+        .await;
+    Ok((rates[0], rates[1]))
+}
+
 async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> anyhow::Result<Row> {
     let ns = format!("bench-{n}-{}", std::process::id());
     let nsobj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?;
@@ -595,10 +688,12 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
         .await?;
     println!("== N = {n} (namespace {ns})");
 
-    // The API server's own ceiling: plain creates of small objects at the same concurrency.
+    // The API server's own ceiling: plain creates of small objects at the same
+    // concurrency (at least 2000, so that small N still measure a steady rate).
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let m = n.max(2000);
     let t = Instant::now();
-    stream::iter(0..n)
+    stream::iter(0..m)
         .map(|i| {
             let cms = cms.clone();
             async move {
@@ -609,7 +704,8 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
-    let ceiling = n as f64 / t.elapsed().as_secs_f64();
+    let ceiling = m as f64 / t.elapsed().as_secs_f64();
+    let (ssa_ceiling, merge_ceiling) = status_ceilings(client, &ns, 1000).await?;
 
     let (planned, succeeded, applied) = watch_namespace(client, &ns);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -629,7 +725,7 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
     }
     let api_lat_p50 = pct(&api_lat, 0.5);
     println!(
-        "   write ceiling {ceiling:.0} creates/s; API server create→watch p50 {api_lat_p50:.1} ms"
+        "   write ceiling {ceiling:.0} creates/s ({ssa_ceiling:.0} server-side-apply / {merge_ceiling:.0} merge status patches/s); API server create→watch p50 {api_lat_p50:.1} ms"
     );
 
     let (op, startup_ms) = Operator::start(bin, kubeconfig, &ns).await?;
@@ -662,7 +758,13 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
     tokio::time::sleep(Duration::from_millis(300)).await;
     let c1 = operator_calls(op.port).await;
     let plan_calls = (c1 - c0).per(n);
-    let plan_ratio = planned_per_s * (1.0 + plan_calls.writes()) / ceiling;
+    let ceilings = Ceilings {
+        create: ceiling,
+        status: ssa_ceiling,
+    };
+    // Share of the API server's write capacity in use: requests/s × the
+    // capacity-seconds each needs (the driver's create included).
+    let plan_ratio = planned_per_s * plan_calls.capacity_s(&ceilings, 1.0, 0.0);
     let bulk_plan = p3(&lat(&created, &planned, |k| k.to_string()));
     println!(
         "   planned {n} in {plan_s:.1}s ({planned_per_s:.1}/s, {:.0}% of the ceiling)",
@@ -695,7 +797,8 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
     tokio::time::sleep(Duration::from_millis(300)).await;
     let c2 = operator_calls(op.port).await;
     let exec_calls = (c2 - c1).per(n);
-    let exec_ratio = executed_per_s * (1.0 + exec_calls.writes()) / ceiling;
+    // The driver's approval is a patch of the (larger) AIPlan: counted like a status write.
+    let exec_ratio = executed_per_s * exec_calls.capacity_s(&ceilings, 0.0, 1.0);
     let out = |k: &str| format!("out-{}", k.trim_start_matches('r'));
     let bulk_step = p3(&lat(&approved, &applied, out));
     let bulk_done = p3(&lat(&approved, &succeeded, |k| k.to_string()));
@@ -756,6 +859,8 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
     Ok(Row {
         n,
         ceiling,
+        ssa_ceiling,
+        merge_ceiling,
         api_lat_p50,
         planned_per_s,
         plan_ratio,

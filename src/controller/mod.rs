@@ -169,10 +169,18 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // Plans are created by the reconcile itself with an empty spec (generation
+    // 1): only a spec change by a person (approval, rejection) needs a reconcile.
     let plan_stream = watcher::watcher(plans, WatcherConfig::default())
         .default_backoff()
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(predicates::generation, Default::default())
+        .filter(|p| {
+            futures::future::ready(
+                p.as_ref()
+                    .map_or(true, |p| p.metadata.generation.unwrap_or(0) > 1),
+            )
+        });
     // Ready once the request cache holds every existing request.
     {
         let (reader, ready) = (reader.clone(), ready.clone());
