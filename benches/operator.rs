@@ -293,6 +293,13 @@ impl Operator {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::var("BENCH_PLOT_ONLY").is_ok_and(|v| v == "1") {
+        let dir = repo().join("docs/bench");
+        let csv = std::fs::read_to_string(dir.join("results.csv"))?;
+        plot(&plot_data(&csv), &dir.join("latency.png"))?;
+        println!("plot: docs/bench/latency.png");
+        return Ok(());
+    }
     let cluster = std::env::var("KUBILITICS_TEST_CLUSTER")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join(".cluster"));
@@ -437,60 +444,62 @@ fn report(rows: &[Row]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("results.md"), &md)?;
     std::fs::write(dir.join("results.csv"), &csv)?;
-    match plot(rows, &dir.join("latency.png")) {
+    match plot(&plot_data(&csv), &dir.join("latency.png")) {
         Ok(()) => println!("plot: docs/bench/latency.png"),
         Err(e) => println!("no plot: {e}"),
     }
     Ok(())
 }
 
-/// Latency vs N (log-log): paced and bulk percentiles.
-fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
+/// The columns of results.csv that the plot draws, in its order.
+const PLOTTED: [(&str, &str); 7] = [
+    ("paced_plan_p50", "paced create→plan p50"),
+    ("paced_plan_p99", "paced create→plan p99"),
+    ("paced_step_p50", "paced approval→step p50"),
+    ("paced_step_p99", "paced approval→step p99"),
+    ("bulk_plan_p50", "bulk create→plan p50"),
+    ("bulk_step_p50", "bulk approval→step p50"),
+    ("api_lat_p50", "API server create→watch p50"),
+];
+
+/// (N, the PLOTTED values) per row of a results CSV.
+fn plot_data(csv: &str) -> Vec<(f64, Vec<f64>)> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    lines
+        .filter_map(|l| {
+            let v: Vec<f64> = l
+                .split(',')
+                .map(|x| x.parse().unwrap_or(f64::NAN))
+                .collect();
+            let n = v.get(col("n")?)?;
+            let ys = PLOTTED
+                .iter()
+                .map(|(c, _)| col(c).and_then(|i| v.get(i)).copied().unwrap_or(f64::NAN))
+                .collect();
+            Some((*n, ys))
+        })
+        .collect()
+}
+
+/// Latency vs N (log-log): paced and bulk percentiles. `BENCH_PLOT_ONLY=1`
+/// redraws it from docs/bench/results.csv without running anything.
+fn plot(data: &[(f64, Vec<f64>)], path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
         .map_err(|e| anyhow::anyhow!("font DejaVuSans.ttf: {e}"))?;
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, font)
         .map_err(|_| anyhow::anyhow!("bad font"))?;
-    anyhow::ensure!(!rows.is_empty(), "no rows");
-    let xs: Vec<f64> = rows.iter().map(|r| r.n as f64).collect();
-    let series: Vec<(&str, Vec<f64>, RGBColor)> = vec![
-        (
-            "paced create→plan p50",
-            rows.iter().map(|r| r.paced_plan[0]).collect(),
-            BLUE,
-        ),
-        (
-            "paced create→plan p99",
-            rows.iter().map(|r| r.paced_plan[2]).collect(),
-            CYAN,
-        ),
-        (
-            "paced approval→step p50",
-            rows.iter().map(|r| r.paced_step[0]).collect(),
-            GREEN,
-        ),
-        (
-            "paced approval→step p99",
-            rows.iter().map(|r| r.paced_step[2]).collect(),
-            RGBColor(0, 100, 0),
-        ),
-        (
-            "bulk create→plan p50",
-            rows.iter().map(|r| r.bulk_plan[0]).collect(),
-            RED,
-        ),
-        (
-            "bulk approval→step p50",
-            rows.iter().map(|r| r.bulk_step[0]).collect(),
-            MAGENTA,
-        ),
-        (
-            "API server create→watch p50",
-            rows.iter().map(|r| r.api_lat_p50).collect(),
-            BLACK,
-        ),
-    ];
+    anyhow::ensure!(!data.is_empty(), "no rows");
+    let xs: Vec<f64> = data.iter().map(|r| r.0).collect();
+    let colors = [BLUE, CYAN, GREEN, RGBColor(0, 100, 0), RED, MAGENTA, BLACK];
+    let series: Vec<(&str, Vec<f64>, RGBColor)> = PLOTTED
+        .iter()
+        .enumerate()
+        .map(|(k, (_, label))| (*label, data.iter().map(|r| r.1[k]).collect(), colors[k]))
+        .collect();
     let ymax = series
         .iter()
         .flat_map(|s| s.1.iter().copied())
@@ -514,6 +523,9 @@ fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
         .configure_mesh()
         .x_desc("N requests in the run")
         .y_desc("milliseconds")
+        .x_labels(6)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(("sans-serif", 14))
         .draw()?;
     for (name, ys, color) in series {

@@ -318,6 +318,13 @@ async fn flux_applies_the_request_and_its_approval_from_git() {
         .unwrap();
 
     // Flux applies the request; the operator plans; the sync is healthy while it waits.
+    let requests = Api::<kubilitics_ai::api::AIRequest>::namespaced(admin.clone(), &ns.name);
+    wait_for(
+        "Flux to apply the AIRequest from git",
+        Duration::from_secs(120),
+        || async { requests.get_opt("scale-web").await.ok().flatten().is_some() },
+    )
+    .await;
     let s = wait_phase_within(
         &ns.name,
         "scale-web",
