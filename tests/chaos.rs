@@ -484,14 +484,7 @@ async fn apiserver_and_etcd_restart_mid_execution() {
             // Approve them, then restart mid-execution.
             for i in (first..n).filter(|i| approved(*i)) {
                 let s = get_request(&ns.name, &format!("c{i}")).await;
-                approve(
-                    "admin",
-                    &ns.name,
-                    s.plan_ref.as_deref().unwrap(),
-                    s.plan_id.as_deref().unwrap(),
-                )
-                .await
-                .unwrap();
+                approve_status("admin", &ns.name, &s).await.unwrap();
             }
             tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
             restart(component);

@@ -141,14 +141,6 @@ async fn git_http(root: PathBuf) -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A Flux controller process watching only `ns`; killed on drop.
 struct Controller(Child);
 

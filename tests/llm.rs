@@ -145,7 +145,7 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
             .contains("the plan scales it to 5")
     );
     assert_eq!(s.investigation[0].tool, "get_deployment_status");
-    let usage = s.usage.unwrap();
+    let usage = s.usage.clone().unwrap();
     assert_eq!(
         (
             usage.llm_calls,
@@ -226,14 +226,7 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
     );
 
     // Approval runs it, exactly like the builtin planner's plans.
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    approve_status("admin", &ns.name, &s).await.unwrap();
     wait_phase(&ns.name, "scale", "Succeeded").await;
     assert_eq!(replicas(&ns.name, "nginx").await, 5);
 }
@@ -592,14 +585,7 @@ async fn generic_patch_and_apply_tools_plan_a_dry_run_diff_and_run_only_when_app
         "nothing is created before approval"
     );
 
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    approve_status("admin", &ns.name, &s).await.unwrap();
     wait_phase(&ns.name, "fix", "Succeeded").await;
     let d =
         Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, &ns.name)

@@ -116,14 +116,7 @@ async fn stdio_tools_resources_prompts_and_the_approval_gate() {
         })
         .unwrap();
     let s = req.status.clone().unwrap();
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    approve_status("admin", &ns.name, &s).await.unwrap();
     wait_for("4 replicas", Duration::from_secs(20), || async {
         replicas(&ns.name, "web").await == 4
     })

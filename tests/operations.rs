@@ -9,14 +9,6 @@ use common::*;
 use kube::{Api, api::ListParams};
 use kubilitics_ai::api::{AIPlan, AIRequest};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn http_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -142,14 +134,7 @@ async fn finished_requests_and_their_plans_are_deleted_after_the_ttl() {
         .await
         .status
         .unwrap();
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    approve_status("admin", &ns.name, &s).await.unwrap();
     let requests = Api::<AIRequest>::namespaced(client("admin").await, &ns.name);
     let plans = Api::<AIPlan>::namespaced(client("admin").await, &ns.name);
     wait_for(

@@ -382,14 +382,7 @@ async fn restart_delete_pod_and_configmap_plans_execute() {
         plan.status.as_ref().unwrap().risk,
         Some(kubilitics_ai::api::Risk::High)
     );
-    approve(
-        "admin",
-        &ns.name,
-        s.plan_ref.as_deref().unwrap(),
-        s.plan_id.as_deref().unwrap(),
-    )
-    .await
-    .unwrap();
+    approve_status("admin", &ns.name, &s).await.unwrap();
     wait_phase(&ns.name, "restart", "Succeeded").await;
     let d =
         Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, &ns.name)

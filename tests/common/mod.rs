@@ -253,6 +253,30 @@ pub async fn plan_phase(ns: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Approves the current plan of a request (by its status) as `user`.
+pub async fn approve_status(
+    user: &str,
+    ns: &str,
+    s: &kubilitics_ai::api::AIRequestStatus,
+) -> Result<AIPlan, kube::Error> {
+    approve(
+        user,
+        ns,
+        s.plan_ref.as_deref().expect("a plan"),
+        s.plan_id.as_deref().expect("a plan id"),
+    )
+    .await
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Sets `spec.approval.planId` on a plan as `user`.
 pub async fn approve(user: &str, ns: &str, plan: &str, id: &str) -> Result<AIPlan, kube::Error> {
     Api::<AIPlan>::namespaced(client(user).await, ns)
