@@ -72,6 +72,11 @@ impl Rng {
 
 /// The operator as its own process (so it can be killed -9), logging to the cluster's logs/.
 fn operator(ns: &str, name: &str, leader: bool) -> Child {
+    operator_with(ns, name, leader, None)
+}
+
+/// Same, optionally crashing (abort) at a failpoint of the first step it executes.
+fn operator_with(ns: &str, name: &str, leader: bool, failpoint: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -85,6 +90,9 @@ fn operator(ns: &str, name: &str, leader: bool) -> Child {
         .env("RUST_LOG", "info,kube=warn")
         .stdout(Stdio::null())
         .stderr(log);
+    if let Some(f) = failpoint {
+        cmd.env("KUBILITICS_AI_FAILPOINT", f);
+    }
     if leader {
         cmd.args([
             "--leader-elect",
@@ -319,7 +327,15 @@ async fn kill_9_during_planning_and_execution() {
             submit(&ns.name, n).await;
             n += 1;
         }
-        let mut op = operator(&ns.name, &format!("kill-{round}"), false);
+        // Every round ends in kill -9 at a random moment; in two rounds of three the
+        // process has already aborted by then, right after marking a step Running
+        // (round % 3 == 1) or right after applying it (round % 3 == 2).
+        let failpoint = match round % 3 {
+            1 => Some("after-step-running"),
+            2 => Some("after-step-applied"),
+            _ => None,
+        };
+        let mut op = operator_with(&ns.name, &format!("kill-{round}"), false, failpoint);
         let ms = 100 + rng.below(700);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         kill9(&mut op);
@@ -330,7 +346,7 @@ async fn kill_9_during_planning_and_execution() {
     assert!(op.try_wait().unwrap().is_none(), "operator exited");
     kill9(&mut op);
     eprintln!(
-        "[chaos] kill -9: {r} rounds (operator lived {:?} ms), {n} requests: {ok} approved ran exactly once ({verified} verified after a restart), {waiting} unapproved untouched",
+        "[chaos] kill -9: {r} rounds (killed after {:?} ms; rounds 1, 4, 7… abort after a step's Running mark, rounds 2, 5, 8… after applying it), {n} requests: {ok} approved ran exactly once ({verified} verified after a restart, not re-run), {waiting} unapproved untouched",
         lived
     );
 }
