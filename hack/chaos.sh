@@ -11,7 +11,7 @@ trap '"$HACK_DIR/cluster-down.sh" >/dev/null 2>&1 || true' EXIT
 "$HACK_DIR/cluster-up.sh"
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 log "chaos scenarios, full rounds (step 'cargo test --test chaos')"
-CHAOS_FULL=1 cargo test --test chaos -- --nocapture 2>&1 | grep --line-buffered -E '^\[chaos\]|^test |panicked|test result' \
+CHAOS_FULL=1 cargo test --test chaos -- --nocapture 2>&1 | grep --line-buffered -A 4 -E '^\[chaos\]|^test |panicked|test result' \
   ; [ "${PIPESTATUS[0]}" = 0 ] || die "step 'chaos' failed"
 log "fuzz targets: intent parser and plan-id canonicalisation, 20000 cases each (step 'proptest')"
 PROPTEST_CASES=20000 cargo test --lib fuzz_ 2>&1 | grep -E '^test |test result' \

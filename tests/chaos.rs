@@ -283,10 +283,38 @@ async fn verify(ns: &str, n: usize, ledger: &Ledger) -> (usize, usize, usize) {
             let plan_name = plan.metadata.name.clone().unwrap();
             let ran = events(ns, &plan_name, reason::STEP_SUCCEEDED).await.len();
             let checked = events(ns, &plan_name, reason::STEP_VERIFIED).await.len();
-            assert!(
-                ran + checked >= 1,
-                "plan {plan_name} Succeeded without a StepSucceeded/StepVerified event"
-            );
+            if ran + checked == 0 {
+                let all: Vec<String> = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+                    client("admin").await,
+                    ns,
+                )
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| {
+                    e.regarding
+                        .as_ref()
+                        .and_then(|r| r.name.as_deref())
+                        .is_some_and(|n| n == plan_name || n == cm || n == format!("c{i}"))
+                })
+                .map(|e| {
+                    format!(
+                        "{} {:?} {:?} {:?} {:?}",
+                        e.metadata.name.unwrap_or_default(),
+                        e.reason,
+                        e.action,
+                        e.event_time.map(|t| t.0),
+                        e.note
+                    )
+                })
+                .collect();
+                panic!(
+                    "plan {plan_name} Succeeded without a StepSucceeded/StepVerified event; steps {:?}; events {all:#?}",
+                    ps.steps
+                );
+            }
             assert!(
                 !events(ns, &format!("c{i}"), reason::SUCCEEDED)
                     .await

@@ -724,8 +724,13 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
 
     tracing::info!(plan = %plan_name, plan_id = %id, risk = ?risk, steps = steps.len(), "planned; awaiting approval");
 
-    // A GitOps approval may already be committed with the request.
-    if req.spec.approved_plan_id.is_some() {
+    // A GitOps approval may already be committed with the request; and a plan
+    // reused after a crash may have been approved or rejected meanwhile (its
+    // spec change was seen before this reconcile, so nothing else triggers one).
+    if req.spec.approved_plan_id.is_some()
+        || created.spec.approval.is_some()
+        || created.spec.rejection.is_some()
+    {
         return Ok(Action::requeue(Duration::from_millis(10)));
     }
     Ok(requeue_until(expires))

@@ -161,6 +161,15 @@ pub async fn execute(
         if matches!(step.state, StepState::Succeeded | StepState::Skipped) {
             continue;
         }
+        // Failed before a crash (the plan's final write did not happen): a failed
+        // step is final, it is never tried again.
+        if step.state == StepState::Failed {
+            let msg = step
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("step {} failed", i + 1));
+            return Ok((status, ExecOutcome::Failed(msg)));
+        }
         let n = i + 1;
         let action = format!("Step{n}");
         let mutation = Mutation::from_step(&step)?;
@@ -173,13 +182,15 @@ pub async fn execute(
                 let msg = format!(
                     "verified after restart: step {n} had already been applied; not run again"
                 );
+                // The event first: a crash before the write verifies (and
+                // reports) again; after it, the step is done and reported.
+                events
+                    .publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg)
+                    .await;
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(msg.clone());
                 status = write(status).await.map_err(ExecError::Status)?;
-                events
-                    .publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg)
-                    .await;
                 continue;
             }
             (Check::NotApplied, _) => {}
@@ -264,16 +275,17 @@ pub async fn execute(
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(format!("applied; after: {after}"));
-                let last = i + 1 == status.steps.len();
-                if !last {
-                    status = write(status).await.map_err(ExecError::Status)?;
-                }
+                // Events before the write that marks the step done (at least once).
                 events
                     .publish_all(&[
                         (&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
                         (&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
                     ])
                     .await;
+                let last = i + 1 == status.steps.len();
+                if !last {
+                    status = write(status).await.map_err(ExecError::Status)?;
+                }
             }
             Err(e) if e.is_transient() => {
                 // Left Running: the next attempt verifies whether it landed.
@@ -320,10 +332,11 @@ async fn stop_at(
     }
     status.steps[i].message = Some(msg.to_string());
     skip_rest(&mut status, i + 1);
-    let status = write(status).await.map_err(ExecError::Status)?;
+    // Events before the write (at least once across a crash).
     for r in on {
         events.publish(r, true, why, action, msg).await;
     }
+    let status = write(status).await.map_err(ExecError::Status)?;
     Ok(status)
 }
 
