@@ -262,7 +262,19 @@ async fn verify(ns: &str, n: usize, ledger: &Ledger) -> (usize, usize, usize) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the last watch events arrive
+    // The ledger's watch may still be reconnecting after a control-plane restart
+    // (with backoff): wait until it has seen every approved ConfigMap.
+    wait_for(
+        "the ledger's watch to catch up",
+        Duration::from_secs(60),
+        || async {
+            (0..n)
+                .filter(|i| approved(*i))
+                .all(|i| ledger.versions(&format!("out-{i}")) >= 1)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // and any later (duplicate) writes
     let cms: Api<ConfigMap> = Api::namespaced(client("admin").await, ns);
     let (mut ok, mut waiting, mut verified) = (0, 0, 0);
     for i in 0..n {

@@ -7,6 +7,7 @@
 //! (steps carry their number in `action`), so nothing is lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -26,6 +27,14 @@ pub struct Events {
 /// The reference of an object for events.
 pub fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     obj.object_ref(&())
+}
+
+/// Server errors, throttling and transport failures (not rejections).
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        _ => true,
+    }
 }
 
 /// Distinguishes events created in the same nanosecond.
@@ -88,8 +97,24 @@ impl Events {
         let ev = self.event(regarding, warning, reason, action, note);
         let ns = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        if let Err(e) = api.create(&PostParams::default(), &ev).await {
-            tracing::warn!(error = %e, reason, "failed to publish event");
+        // Retried through a short API server or etcd outage (about 6 s): the
+        // callers publish before the write that records their decision, and a
+        // decision must not go unreported because the API server restarted.
+        let mut delay = Duration::from_millis(100);
+        for attempt in 0.. {
+            match api.create(&PostParams::default(), &ev).await {
+                Ok(_) => return,
+                // An earlier attempt landed after all.
+                Err(kube::Error::Api(s)) if s.code == 409 => return,
+                Err(e) if attempt < 6 && is_transient(&e) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, reason, "failed to publish event");
+                    return;
+                }
+            }
         }
     }
 
