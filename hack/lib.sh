@@ -17,3 +17,15 @@ log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31mERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 FLUX_BIN="$CACHE_DIR/flux-$FLUX_SOURCE_VERSION-$FLUX_KUSTOMIZE_VERSION/bin"
 FLUX_CRDS="$CACHE_DIR/flux-$FLUX_SOURCE_VERSION-$FLUX_KUSTOMIZE_VERSION/crds"
+
+# The local LLM (hack/llm/): a portable x86-64-v3 build of llama-server — the native build uses
+# AMX where the CPU reports it, and AMX matmul segfaults on this VM (the kernel does not grant the
+# tile state); AVX2 is safe. `start_llm` builds/finds it and the model, starts the server on a
+# free port and sets LLM_PORT and LLM_PID.
+start_llm() {
+  export LLM_CACHE="$CACHE_DIR/llm-x86-64-v3"
+  export LLM_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  bash "$HACK_DIR/llm/install.sh" || die "step 'hack/llm/install.sh' failed"
+  LLM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  LLM_PID=$(PORT=$LLM_PORT bash "$HACK_DIR/llm/serve.sh") || die "step 'hack/llm/serve.sh' failed"
+}

@@ -38,13 +38,7 @@ cargo test --lib --bins --test crds
 
 # A real local LLM (llama.cpp + Qwen2.5-Coder-0.5B) behind the OpenAI-compatible API.
 log "local LLM (step 'hack/llm/install.sh'; ~5.5 min the first time, then cached)"
-# Portable x86-64-v3 build: the native build uses AMX where the CPU reports it, and AMX
-# matmul segfaults on this VM (the kernel does not grant the tile state); AVX2 is safe.
-export LLM_CACHE="$CACHE_DIR/llm-x86-64-v3"
-export LLM_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-bash "$HACK_DIR/llm/install.sh" || die "step 'hack/llm/install.sh' failed"
-LLM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-LLM_PID=$(PORT=$LLM_PORT bash "$HACK_DIR/llm/serve.sh") || die "step 'hack/llm/serve.sh' failed"
+start_llm
 export KUBILITICS_TEST_LLM_URL="http://127.0.0.1:$LLM_PORT/v1"
 
 # A fresh control plane for this run; it and the LLM server are stopped by PID on exit.
