@@ -63,6 +63,14 @@ fn lat(from: &Stamps, to: &Stamps, key: impl Fn(&str) -> String) -> Vec<f64> {
         .collect()
 }
 
+/// The value of one Prometheus text-format sample line (0 when unreadable).
+fn sample_value(line: &str) -> f64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The API server's `apiserver_request_total`: (writes, reads) summed.
 async fn apiserver_requests(client: &Client) -> (f64, f64) {
     let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
@@ -72,11 +80,7 @@ async fn apiserver_requests(client: &Client) -> (f64, f64) {
         .lines()
         .filter(|l| l.starts_with("apiserver_request_total{"))
     {
-        let v: f64 = l
-            .rsplit(' ')
-            .next()
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0.0);
+        let v = sample_value(l);
         if ["POST", "PATCH", "PUT", "DELETE", "APPLY"]
             .iter()
             .any(|x| l.contains(&format!("verb=\"{x}\"")))
@@ -171,11 +175,7 @@ async fn operator_calls(port: u16) -> Calls {
         .lines()
         .filter(|l| l.starts_with("kubilitics_kube_api_requests_total{"))
     {
-        let v: f64 = l
-            .rsplit(' ')
-            .next()
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0.0);
+        let v = sample_value(l);
         let label = |k: &str| {
             l.split(&format!("{k}=\""))
                 .nth(1)

@@ -258,10 +258,7 @@ impl Planner for OpenAiPlanner {
             }
         };
 
-        loop {
-            if st.answer.is_some() {
-                break;
-            }
+        while st.answer.is_none() {
             // Tool calls of the last model turn that have no result yet (also
             // after a restart: read-only tools are safe to run again).
             let pending: Vec<Value> = match st.messages.last() {

@@ -167,6 +167,16 @@ pub async fn run(
             }
         })
         .reflect(writer)
+        // Ready once the request cache holds every existing request.
+        .inspect({
+            let ready = ready.clone();
+            move |ev| {
+                if let Ok(watcher::Event::InitDone) = ev {
+                    ready.set(true);
+                    tracing::info!("request cache synced; ready");
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     // Plans are created by the reconcile itself with an empty spec (generation
@@ -181,25 +191,6 @@ pub async fn run(
                     .map_or(true, |p| p.metadata.generation.unwrap_or(0) > 1),
             )
         });
-    // Ready once the request cache holds every existing request.
-    {
-        let (reader, ready) = (reader.clone(), ready.clone());
-        tokio::spawn(async move {
-            // Polled again and again: the store's readiness signal wakes only its
-            // latest waiter, and the controller waits on it too.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(20), reader.wait_until_ready())
-                    .await
-                {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return,
-                    Err(_) => continue,
-                }
-            }
-            ready.set(true);
-            tracing::info!(requests = reader.len(), "caches synced; ready");
-        });
-    }
     tracing::info!("controller started");
     Controller::for_stream(request_stream, reader)
         .owns_stream(plan_stream)

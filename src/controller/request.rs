@@ -325,10 +325,6 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         "investigating",
         gen_,
     );
-    // `Planning` is written only when planning takes long enough to be seen
-    // (an LLM); a fast planner goes straight to its result: one write fewer.
-    let status = status;
-
     // Who asked: stamped by the admission webhook at creation; nobody else can set it.
     let requester = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
     let authz = requester
@@ -376,6 +372,8 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         checkpoint: Some(checkpoint.clone()),
     };
     let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz.clone());
+    // `Planning` is written only when planning takes long enough to be seen
+    // (an LLM); a fast planner goes straight to its result: one write fewer.
     let planning = ctx.planner.plan(&input, &tools);
     tokio::pin!(planning);
     let result = tokio::select! {
@@ -387,7 +385,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             planning.await
         }
     };
-    let outcome = match result {
+    let mut outcome = match result {
         Ok(o) => o,
         Err(e) if e.is_transient() => {
             // Say why it waits (once per distinct message), then retry with backoff.
@@ -443,7 +441,6 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
             return Ok(final_requeue(ctx));
         }
     };
-    let mut outcome = outcome;
     if !outcome.warnings.is_empty() {
         let mut seen = std::collections::BTreeSet::new();
         let warnings: Vec<String> = outcome
@@ -849,12 +846,7 @@ async fn drive_plan(
             && let Some(c) = ps.conditions.iter().find(|c| c.type_ == crate::api::READY)
         {
             let warning = phase != PlanPhase::Succeeded;
-            ctx.events
-                .publish_all(&[
-                    (&plan_ref, warning, &c.reason, "Finish", &c.message),
-                    (&req_ref, warning, &c.reason, "Finish", &c.message),
-                ])
-                .await;
+            publish_finish(ctx, &plan_ref, &req_ref, warning, &c.reason, &c.message).await;
         }
         sync_request_final(req, ctx, &ps, rstatus).await?;
         return Ok(final_requeue(ctx));
@@ -1127,17 +1119,36 @@ async fn finish_plan(
         .with_label_values(&[&op, &format!("{phase:?}").to_lowercase()])
         .inc();
     let note = truncate(msg, 1000);
-    let (plan_ref, req_ref) = (object_ref(plan), object_ref(req));
     // Events before the request's final write: if we crash in between, the
     // next reconcile finds the request not yet final and publishes them again.
-    ctx.events
-        .publish_all(&[
-            (&plan_ref, warning, why, "Finish", note.as_str()),
-            (&req_ref, warning, why, "Finish", note.as_str()),
-        ])
-        .await;
+    publish_finish(
+        ctx,
+        &object_ref(plan),
+        &object_ref(req),
+        warning,
+        why,
+        &note,
+    )
+    .await;
     sync_request_final(req, ctx, &ps, req.status.clone().unwrap_or_default()).await?;
     Ok(final_requeue(ctx))
+}
+
+/// The `Finish` events of a plan's final phase, on the plan and its request.
+async fn publish_finish(
+    ctx: &Context,
+    plan_ref: &k8s_openapi::api::core::v1::ObjectReference,
+    req_ref: &k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    why: &str,
+    note: &str,
+) {
+    ctx.events
+        .publish_all(&[
+            (plan_ref, warning, why, "Finish", note),
+            (req_ref, warning, why, "Finish", note),
+        ])
+        .await;
 }
 
 /// Mirrors a final plan phase onto the request (phase, answer, conditions).

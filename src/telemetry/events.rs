@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::{Api, Client, Resource, api::PostParams};
 
 use crate::api::{MANAGER, StepTarget, truncate};
+use crate::tools::kube_is_transient;
 
 /// One shared publisher; publishing never fails a reconcile (it is logged).
 #[derive(Clone)]
@@ -27,14 +28,6 @@ pub struct Events {
 /// The reference of an object for events.
 pub fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     obj.object_ref(&())
-}
-
-/// Server errors, throttling and transport failures (not rejections).
-fn is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
-        _ => true,
-    }
 }
 
 /// Distinguishes events created in the same nanosecond.
@@ -106,7 +99,7 @@ impl Events {
                 Ok(_) => return,
                 // An earlier attempt landed after all.
                 Err(kube::Error::Api(s)) if s.code == 409 => return,
-                Err(e) if attempt < 6 && is_transient(&e) => {
+                Err(e) if attempt < 6 && kube_is_transient(&e) => {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }

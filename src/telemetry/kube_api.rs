@@ -18,10 +18,7 @@ pub fn classify(method: &Method, uri: &Uri) -> (&'static str, String, bool) {
         _ => &[],
     };
     let rest = match rest {
-        ["namespaces", ns, tail @ ..] if !tail.is_empty() => {
-            let _ = ns;
-            tail
-        }
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
         other => other,
     };
     let resource = match rest {

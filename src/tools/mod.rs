@@ -48,9 +48,17 @@ impl ToolError {
     /// Whether retrying later may help (API unavailable, throttled).
     pub fn is_transient(&self) -> bool {
         match self {
-            ToolError::Kube(kube::Error::Api(s)) => s.code == 429 || s.code >= 500,
-            ToolError::Kube(_) => true,
+            ToolError::Kube(e) => kube_is_transient(e),
             _ => false,
         }
+    }
+}
+
+/// Whether a Kubernetes API error may go away on retry: server errors,
+/// throttling and transport failures, not rejections.
+pub fn kube_is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        _ => true,
     }
 }
