@@ -70,40 +70,8 @@ impl Rng {
     }
 }
 
-/// The operator as its own process (so it can be killed -9), logging to the cluster's logs/.
-fn operator(ns: &str, name: &str, leader: bool) -> Child {
-    operator_with(ns, name, leader, None)
-}
-
-/// Same, optionally crashing (abort) at a failpoint of the first step it executes.
-fn operator_with(ns: &str, name: &str, leader: bool, failpoint: Option<&str>) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(cluster_dir().join(format!("logs/chaos-{ns}.log")))
-        .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
-    cmd.args(["run", "--namespace", ns, "--metrics-addr", "127.0.0.1:0"])
-        .env("POD_NAME", name)
-        .env("POD_NAMESPACE", ns)
-        .env("KUBECONFIG", kubeconfig("admin"))
-        .env("RUST_LOG", "info,kube=warn")
-        .stdout(Stdio::null())
-        .stderr(log);
-    if let Some(f) = failpoint {
-        cmd.env("KUBILITICS_AI_FAILPOINT", f);
-    }
-    if leader {
-        cmd.args([
-            "--leader-elect",
-            "--leader-lease-duration",
-            "2s",
-            "--leader-retry",
-            "1s",
-        ]);
-    }
-    cmd.spawn().expect("spawn operator")
-}
+/// Leases in these scenarios: short, so that takeovers are quick.
+const LEASE: &str = "2s";
 
 fn kill9(c: &mut Child) {
     let _ = c.kill();
@@ -375,13 +343,13 @@ async fn kill_9_during_planning_and_execution() {
             2 => Some("after-step-applied"),
             _ => None,
         };
-        let mut op = operator_with(&ns.name, &format!("kill-{round}"), false, failpoint);
+        let mut op = operator_process(&ns.name, &format!("kill-{round}"), None, failpoint);
         let ms = 100 + rng.below(700);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         kill9(&mut op);
         lived.push(ms);
     }
-    let mut op = operator(&ns.name, "final", false);
+    let mut op = operator_process(&ns.name, "final", None, None);
     let (ok, waiting, verified) = verify(&ns.name, n, &ledger).await;
     assert!(op.try_wait().unwrap().is_none(), "operator exited");
     kill9(&mut op);
@@ -389,16 +357,6 @@ async fn kill_9_during_planning_and_execution() {
         "[chaos] kill -9: {r} rounds (killed after {:?} ms; rounds 1, 4, 7… abort after a step's Running mark, rounds 2, 5, 8… after applying it), {n} requests: {ok} approved ran exactly once ({verified} verified after a restart, not re-run), {waiting} unapproved untouched",
         lived
     );
-}
-
-async fn holder(ns: &str) -> Option<String> {
-    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client("admin").await, ns)
-        .get_opt("kubilitics-ai-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -411,14 +369,17 @@ async fn leader_killed_during_steps() {
     let r = rounds(3, 10);
     let mut replicas: HashMap<String, Child> = HashMap::new();
     for name in ["r0-a", "r0-b"] {
-        replicas.insert(name.into(), operator(&ns.name, name, true));
+        replicas.insert(
+            name.into(),
+            operator_process(&ns.name, name, Some(LEASE), None),
+        );
     }
     let mut n = 0;
     let mut takeovers = vec![];
     let mut aborting = BTreeSet::new();
     for round in 1..=r {
         wait_for("a leader", Duration::from_secs(30), || async {
-            holder(&ns.name)
+            lease_holder(&ns.name)
                 .await
                 .is_some_and(|h| replicas.contains_key(&h))
         })
@@ -428,7 +389,7 @@ async fn leader_killed_during_steps() {
             n += 1;
         }
         tokio::time::sleep(Duration::from_millis(200 + rng.below(800))).await;
-        let leader = holder(&ns.name).await.unwrap();
+        let leader = lease_holder(&ns.name).await.unwrap();
         let mut c = replicas.remove(&leader).unwrap();
         kill9(&mut c);
         let t = Instant::now();
@@ -441,10 +402,10 @@ async fn leader_killed_during_steps() {
         }
         replicas.insert(
             fresh.clone(),
-            operator_with(&ns.name, &fresh, true, failpoint),
+            operator_process(&ns.name, &fresh, Some(LEASE), failpoint),
         );
         wait_for("a new leader", Duration::from_secs(30), || async {
-            holder(&ns.name).await.is_some_and(|h| h != leader)
+            lease_holder(&ns.name).await.is_some_and(|h| h != leader)
         })
         .await;
         takeovers.push(t.elapsed().as_millis());
@@ -528,7 +489,7 @@ async fn apiserver_and_etcd_restart_mid_execution() {
     let _g = SERIAL.lock().await;
     let ns = TestNs::new("chaos-cp").await;
     let ledger = Ledger::start(&ns.name);
-    let mut op = operator(&ns.name, "cp", false);
+    let mut op = operator_process(&ns.name, "cp", None, None);
     let mut rng = Rng::new("control-plane");
     let r = rounds(1, 3);
     let mut n = 0;
@@ -880,7 +841,7 @@ async fn two_hundred_hostile_manifests() {
     let _g = SERIAL.lock().await;
     let ns = TestNs::new("chaos-bad").await;
     deployment(&ns.name, "web", 1).await;
-    let mut op = operator(&ns.name, "bad", false);
+    let mut op = operator_process(&ns.name, "bad", None, None);
     let client = client("admin").await;
     let manifests = hostile_manifests(&ns.name);
     assert!(manifests.len() >= 200, "{}", manifests.len());

@@ -7,52 +7,23 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
 use kubilitics_ai::api::reason;
-
-fn replica(ns: &str, name: &str, failpoint: Option<&str>) -> std::process::Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
-    cmd.args([
-        "run",
-        "--namespace",
-        ns,
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--leader-elect",
-    ])
-    .args(["--leader-lease-duration", "3s", "--leader-retry", "1s"])
-    .env("POD_NAME", name)
-    .env("POD_NAMESPACE", ns)
-    .env("KUBECONFIG", kubeconfig("admin"))
-    .env("RUST_LOG", "warn")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    if let Some(f) = failpoint {
-        cmd.env("KUBILITICS_AI_FAILPOINT", f);
-    }
-    cmd.spawn().expect("spawn replica")
-}
-
-async fn holder(ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client("admin").await, ns)
-        .get_opt("kubilitics-ai-leader")
-        .await
-        .unwrap()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-}
 
 #[tokio::test]
 async fn two_replicas_execute_each_step_once_and_the_standby_takes_over() {
     let ns = TestNs::new("ha").await;
     deployment(&ns.name, "web", 1).await;
-    let mut a = replica(&ns.name, "replica-a", Some("after-step-applied"));
+    let mut a = operator_process(
+        &ns.name,
+        "replica-a",
+        Some("3s"),
+        Some("after-step-applied"),
+    );
     wait_for("replica-a leads", Duration::from_secs(20), || async {
-        holder(&ns.name).await.as_deref() == Some("replica-a")
+        lease_holder(&ns.name).await.as_deref() == Some("replica-a")
     })
     .await;
-    let mut b = replica(&ns.name, "replica-b", None);
+    let mut b = operator_process(&ns.name, "replica-b", Some("3s"), None);
 
     ask(
         "admin",
@@ -67,7 +38,7 @@ async fn two_replicas_execute_each_step_once_and_the_standby_takes_over() {
         .unwrap();
     let plan = s.plan_ref.unwrap();
     assert_eq!(
-        holder(&ns.name).await.as_deref(),
+        lease_holder(&ns.name).await.as_deref(),
         Some("replica-a"),
         "the standby must not take over while the leader renews"
     );
@@ -86,7 +57,7 @@ async fn two_replicas_execute_each_step_once_and_the_standby_takes_over() {
     }
     let killed = Instant::now();
     wait_for("replica-b leads", Duration::from_secs(20), || async {
-        holder(&ns.name).await.as_deref() == Some("replica-b")
+        lease_holder(&ns.name).await.as_deref() == Some("replica-b")
     })
     .await;
     let takeover = killed.elapsed();

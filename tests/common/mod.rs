@@ -268,6 +268,50 @@ pub async fn approve_status(
     .await
 }
 
+/// The operator binary as its own process watching `ns` (so it can be killed
+/// -9), as pod `name`, logging to the cluster's `logs/operator-<ns>.log`. With
+/// `lease`, it runs with leader election and that lease duration (renewed every
+/// second); with `failpoint`, it aborts there in the first step it executes.
+pub fn operator_process(
+    ns: &str,
+    name: &str,
+    lease: Option<&str>,
+    failpoint: Option<&str>,
+) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cluster_dir().join(format!("logs/operator-{ns}.log")))
+        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
+    cmd.args(["run", "--namespace", ns, "--metrics-addr", "127.0.0.1:0"])
+        .env("POD_NAME", name)
+        .env("POD_NAMESPACE", ns)
+        .env("KUBECONFIG", kubeconfig("admin"))
+        .env("RUST_LOG", "info,kube=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    if let Some(f) = failpoint {
+        cmd.env("KUBILITICS_AI_FAILPOINT", f);
+    }
+    if let Some(lease) = lease {
+        cmd.args(["--leader-elect", "--leader-lease-duration", lease])
+            .args(["--leader-retry", "1s"]);
+    }
+    cmd.spawn().expect("spawn operator")
+}
+
+/// Who holds the operator's leader Lease in `ns` (None also while it cannot be read).
+pub async fn lease_holder(ns: &str) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client("admin").await, ns)
+        .get_opt("kubilitics-ai-leader")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
