@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test bench chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
+.PHONY: demo test doctor bench chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
 
 ## Run the demo: local control plane, operator, an AIRequest end to end.
 demo:
@@ -12,6 +12,10 @@ demo:
 ## Run every test: lint, unit, and integration tests against a real control plane.
 test:
 	@hack/test.sh
+
+## List every prerequisite (found / MISSING, how to get it) and what is cached; builds nothing.
+doctor:
+	@hack/doctor.sh
 
 ## Benchmark: N AIRequests through a release operator process (BENCH_SIZES=100,1000,5000).
 bench:

@@ -5,7 +5,7 @@
 # A second run finds the binaries and builds nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-command -v go >/dev/null || die "step 'check go': no Go toolchain on PATH"
+need_go
 export GOFLAGS="${GOFLAGS:--mod=mod}" CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
 K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)

@@ -12,7 +12,8 @@ if [ "$mode" = build ] && [ -x "$FLUX_BIN/source-controller" ] && [ -x "$FLUX_BI
    && [ -d "$FLUX_CRDS" ]; then
   exit 0
 fi
-command -v go >/dev/null || die "step 'check go': Go is required to build Flux"
+need_go
+need_apt python3 python3
 work="$out/src"
 mkdir -p "$FLUX_BIN" "$FLUX_CRDS" "$work"
 moddir() { go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
@@ -34,6 +35,7 @@ prepare() { # name version -> source tree in $work/<name>
 }
 
 for c in "source-controller $FLUX_SOURCE_VERSION" "kustomize-controller $FLUX_KUSTOMIZE_VERSION"; do
+  # shellcheck disable=SC2086  # "name version"
   set -- $c
   [ "$mode" = build ] && [ -x "$FLUX_BIN/$1" ] && continue
   log "flux $1 $2: fetching modules (step 'prepare $1')"

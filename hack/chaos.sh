@@ -5,6 +5,7 @@
 # Bounded and loopback-only; prints one [chaos] line per scenario. CHAOS_SEED=N replays a run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT_DIR"
+need_cargo
 export KUBILITICS_CLUSTER_DIR="$ROOT_DIR/.cluster-chaos"
 trap '"$HACK_DIR/cluster-down.sh" >/dev/null 2>&1 || true' EXIT
 "$HACK_DIR/cluster-down.sh" >/dev/null 2>&1 || true

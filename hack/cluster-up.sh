@@ -12,7 +12,9 @@ if [ -f "$CLUSTER_DIR/pids/kube-apiserver" ] && kill -0 "$(cat "$CLUSTER_DIR/pid
   exit 0
 fi
 "$HACK_DIR/build-controlplane.sh" k8s kwok
-command -v openssl >/dev/null || die "step 'check openssl': openssl is required to generate certificates"
+need_go  # kwok's stage definitions come from its Go module
+need_apt openssl openssl
+need_apt python3 python3
 
 start=$SECONDS
 rm -rf "$CLUSTER_DIR"

