@@ -43,8 +43,8 @@ cluster-down:
 
 ## Regenerate the committed CRDs from the Rust types.
 crds:
-	cargo run --quiet -- crd > crds/kubilitics-ai.crds.yaml
-	cp crds/kubilitics-ai.crds.yaml charts/kubilitics-ai/crds/
+	cargo run --quiet -- crd --crds-only > crds/kubilitics-ai.crds.yaml
+	cp crds/kubilitics-ai.crds.yaml crds/kubilitics-ai.identity-policy.yaml charts/kubilitics-ai/crds/
 
 fmt:
 	cargo fmt --all

@@ -263,6 +263,7 @@ impl Operator {
         let child = std::process::Command::new(bin)
             .args([
                 "run",
+                "--insecure-dev-mode",
                 "--namespace",
                 ns,
                 "--metrics-addr",

@@ -4,7 +4,8 @@
 # kwok with fake nodes (pods become Running, emit events and serve logs).
 #
 # State lives in $CLUSTER_DIR (default .cluster/): pki/, kubeconfig/<user>.kubeconfig, logs/,
-# pids/. Users: admin (system:masters), alice (requester), bob (approver), mallory (no rights).
+# pids/. Users: admin (system:masters), alice (requester), bob (approver), mallory (no rights),
+# carol (approver); tests bind their roles per namespace.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [ -f "$CLUSTER_DIR/pids/kube-apiserver" ] && kill -0 "$(cat "$CLUSTER_DIR/pids/kube-apiserver")" 2>/dev/null; then
@@ -52,6 +53,7 @@ tok() { openssl rand -hex 16; }
   echo "$(tok),alice,alice,\"kubilitics:requesters\""
   echo "$(tok),bob,bob,\"kubilitics:approvers\""
   echo "$(tok),mallory,mallory,"
+  echo "$(tok),carol,carol,\"kubilitics:approvers\""
   echo "$(tok),system:kube-controller-manager,kcm,\"system:masters\""
   echo "$(tok),system:kube-scheduler,scheduler,"
   echo "$(tok),kwok,kwok,\"system:masters\""

@@ -56,7 +56,7 @@ trap cleanup EXIT
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test controlplane --test operator --test operations --test chart --test llm --test safety --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test chaos \
+cargo test --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test chaos \
   || die "step 'cargo test --tests' failed"
 
 log "demo, end to end (step 'hack/demo.sh')"

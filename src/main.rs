@@ -34,8 +34,12 @@ struct Cli {
 enum Command {
     /// Run the operator (kubeconfig from KUBECONFIG/~/.kube/config, or in-cluster).
     Run(Box<RunArgs>),
-    /// Print the CRDs as YAML (`kubilitics-ai crd | kubectl apply -f -`).
-    Crd,
+    /// Print the CRDs and the identity policy as YAML (`kubilitics-ai crd | kubectl apply -f -`).
+    Crd {
+        /// Only the CustomResourceDefinitions (what `make crds` commits).
+        #[arg(long)]
+        crds_only: bool,
+    },
     /// The kubectl plugin (also installed as `kubectl-kubilitics`).
     Plugin(kubilitics_ai::plugin::PluginCli),
     /// Serve MCP (stdio by default, acting with your kubeconfig; or streamable HTTP with bearer tokens).
@@ -139,9 +143,26 @@ struct RunArgs {
         default_value = "kubilitics-ai"
     )]
     webhook_configuration: String,
-    /// Refuse requests that carry no requester identity (defaults to on when the webhook is served).
-    #[arg(long, env = "KUBILITICS_REQUIRE_IDENTITY")]
-    require_identity: Option<bool>,
+    /// Development only: plan and execute requests without a trustworthy identity (no admission
+    /// webhook, no identity policy); tools then run with the operator's own rights. Never in production.
+    #[arg(long, env = "KUBILITICS_INSECURE_DEV_MODE", default_value_t = false)]
+    insecure_dev_mode: bool,
+    /// Usernames of GitOps sync accounts whose approvals stand for a reviewed commit
+    /// (e.g. system:serviceaccount:flux-system:kustomize-controller): exempt from separation
+    /// of duties (git's branch protection is the second pair of eyes), from nothing else.
+    #[arg(
+        long = "gitops-identity",
+        env = "KUBILITICS_GITOPS_IDENTITIES",
+        value_delimiter = ','
+    )]
+    gitops_identities: Vec<String>,
+    /// Secret (in the state namespace) holding the webhook serving certificate all replicas share.
+    #[arg(
+        long,
+        env = "KUBILITICS_WEBHOOK_CERT_SECRET",
+        default_value = "kubilitics-ai-webhook-tls"
+    )]
+    webhook_cert_secret: String,
     /// Let requesters approve their own plans (off by default).
     #[arg(long, env = "KUBILITICS_ALLOW_SELF_APPROVAL", default_value_t = false)]
     allow_self_approval: bool,
@@ -210,8 +231,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
+        Command::Crd { crds_only } => {
             print!("{}", crds_yaml()?);
+            if !crds_only {
+                print!("---\n{}", kubilitics_ai::api::IDENTITY_POLICY_YAML);
+            }
             Ok(())
         }
         Command::Run(args) => run(*args).await,
@@ -244,8 +268,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         instance: std::env::var("POD_NAME").ok(),
         concurrency: args.concurrency,
         finished_ttl: args.finished_ttl,
-        require_identity: args.require_identity.unwrap_or(args.webhook_addr.is_some()),
+        require_identity: !args.insecure_dev_mode,
         separation_of_duties: !args.allow_self_approval,
+        gitops_identities: args.gitops_identities.clone(),
         quota: (args.rate_limit_requests.is_some() || args.llm_token_budget.is_some()).then(|| {
             QuotaConfig {
                 max_requests: args.rate_limit_requests,
@@ -257,6 +282,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
     };
     tracing::info!(namespace = ?config.namespace, plan_ttl = ?config.plan_ttl, "starting kubilitics-ai");
+    if args.insecure_dev_mode {
+        tracing::warn!(
+            "INSECURE DEV MODE: requests without a trustworthy identity are planned and executed with the operator's own rights, and approvals need no recorded approver. Never use this in a shared cluster."
+        );
+    } else {
+        if args.webhook_addr.is_none() {
+            tracing::warn!(
+                "no --webhook-addr: this process does not serve the admission webhook; requests are planned only when another replica's webhook stamped their identity"
+            );
+        }
+        require_identity_policy(&client).await?;
+    }
     let ready = Ready::default();
     let server = tokio::spawn(telemetry::serve(args.metrics_addr, ready.clone()));
     let planner: Arc<dyn Planner> = match args.provider {
@@ -322,6 +359,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 hosts,
                 namespace: config.namespace.clone(),
                 separation_of_duties: config.separation_of_duties,
+                gitops_identities: config.gitops_identities.clone(),
+                cert_secret: Some((
+                    args.state_namespace.clone(),
+                    args.webhook_cert_secret.clone(),
+                )),
             };
             Some(tokio::spawn(webhook::run(client.clone(), cfg)))
         }
@@ -369,6 +411,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     server.abort();
     result
+}
+
+/// Identities are trustworthy only with the shipped identity policy in force
+/// (it refuses forged identity annotations even when the webhook is down).
+async fn require_identity_policy(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    const NAME: &str = "kubilitics-ai-identity";
+    let hint = "install it with the CRDs (`kubectl apply -f crds/` or the Helm chart), or run with --insecure-dev-mode for local development only";
+    let policy = kube::Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .get_opt(NAME)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read ValidatingAdmissionPolicy {NAME}: {e}; {hint}")
+        })?;
+    let binding = kube::Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .get_opt(NAME)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read ValidatingAdmissionPolicyBinding {NAME}: {e}; {hint}")
+        })?;
+    if policy.is_none() || binding.is_none() {
+        anyhow::bail!(
+            "the identity policy {NAME} (ValidatingAdmissionPolicy and its binding) is not installed, so requester and approver identities could be forged; {hint}"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -141,6 +141,11 @@ async fn operator_runs_as_the_charts_service_account() {
         hosts: vec!["127.0.0.1".into()],
         namespace: Some(ns.name.clone()),
         separation_of_duties: true,
+        gitops_identities: vec![],
+        cert_secret: Some((
+            RELEASE_NS.to_string(),
+            "kubilitics-ai-webhook-tls".to_string(),
+        )),
     };
     let stop = kubilitics_ai::webhook::ShutdownHandle::new();
     let (sa_client, stop2) = (client_as(&sa).await, stop.clone());

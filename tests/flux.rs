@@ -259,7 +259,39 @@ async fn flux_applies_the_request_and_its_approval_from_git() {
         ],
     );
     let _kustomize = controller(&bin.join("kustomize-controller"), &ns.name, &[]);
-    let _op = start_operator(&ns.name, |_| {}).await;
+    // Identities on: Flux applies as its own ServiceAccount (the Kustomization's
+    // serviceAccountName, impersonated by kustomize-controller), which is both the
+    // requester and the approver of what it syncs: a configured GitOps identity,
+    // exempt from separation of duties (the reviewed commit is the approval).
+    let applier = format!("system:serviceaccount:{}:flux-applier", ns.name);
+    tool(
+        "kubectl",
+        &["-n", &ns.name, "create", "serviceaccount", "flux-applier"],
+        None,
+    );
+    let _op = guarded_with(
+        &ns.name,
+        |h| h.gitops_identities = vec![applier.clone()],
+        |c| c.gitops_identities = vec![applier.clone()],
+    )
+    .await;
+    for role in ["kubilitics-ai-requester", "kubilitics-ai-approver", "edit"] {
+        tool(
+            "kubectl",
+            &[
+                "-n",
+                &ns.name,
+                "create",
+                "rolebinding",
+                &format!("flux-applier-{role}"),
+                "--clusterrole",
+                role,
+                "--serviceaccount",
+                &format!("{}:flux-applier", ns.name),
+            ],
+            None,
+        );
+    }
 
     let gitrepo = api(
         "GitRepository",
@@ -292,6 +324,7 @@ async fn flux_applies_the_request_and_its_approval_from_git() {
     ks["spec"]["path"] = json!("./ai-requests");
     ks["spec"]["interval"] = json!("2s");
     ks["spec"]["timeout"] = json!("60s");
+    ks["spec"]["serviceAccountName"] = json!("flux-applier");
     let kustomizations = api(
         "Kustomization",
         "kustomize.toolkit.fluxcd.io",
@@ -366,6 +399,17 @@ async fn flux_applies_the_request_and_its_approval_from_git() {
     assert_eq!(replicas(&ns.name, "web").await, 3);
     let answer = r.status.unwrap().answer.unwrap_or_default();
     assert!(answer.contains("approvedPlanId"), "{answer}");
+    assert!(
+        answer.contains(&format!("GitOps identity {applier}")),
+        "{answer}"
+    );
+    let stamped = requests.get("scale-web").await.unwrap();
+    assert!(
+        stamped.metadata.annotations.unwrap_or_default()
+            [kubilitics_ai::safety::authz::REQUESTER_ANNOTATION]
+            .contains(&applier),
+        "the request's identity is Flux's applier"
+    );
     wait_for(
         "Kustomization Ready at the approval commit",
         Duration::from_secs(90),

@@ -492,6 +492,7 @@ async fn token_budget_makes_further_requests_wait() {
             namespace: ns.name.clone(),
             configmap: "kubilitics-ai-quota".into(),
         }),
+        require_identity: false,
         ..Default::default()
     };
     let admin = client("admin").await;

@@ -47,6 +47,7 @@ async fn metrics_count_a_demo_flow_and_health_endpoints_answer() {
     let mut op = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"))
         .args([
             "run",
+            "--insecure-dev-mode",
             "--namespace",
             &ns.name,
             "--metrics-addr",

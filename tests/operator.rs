@@ -443,11 +443,18 @@ async fn restart_delete_pod_and_configmap_plans_execute() {
 /// Runs the operator binary as a separate process against the test namespace.
 fn spawn_operator_process(ns: &str, failpoint: Option<&str>) -> std::process::Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
-    cmd.args(["run", "--namespace", ns, "--metrics-addr", "127.0.0.1:0"])
-        .env("KUBECONFIG", kubeconfig("admin"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    cmd.args([
+        "run",
+        "--insecure-dev-mode",
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .env("KUBECONFIG", kubeconfig("admin"))
+    .env("RUST_LOG", "warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     if let Some(f) = failpoint {
         cmd.env("KUBILITICS_AI_FAILPOINT", f);
     }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -13,106 +12,9 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use kubilitics_ai::{
-    agent::BuiltinPlanner,
     api::{AIPlan, AIRequest, AIRequestSpec},
-    controller,
     safety::authz::REQUESTER_ANNOTATION,
-    telemetry::Ready,
-    webhook::{self, Endpoint, WebhookConfig},
 };
-
-/// The operator (requiring identities) and its webhook, scoped to `ns`.
-struct Guarded {
-    op: tokio::task::JoinHandle<()>,
-    hook: tokio::task::JoinHandle<()>,
-    stop: webhook::ShutdownHandle,
-    config: String,
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        self.op.abort();
-        self.stop.shutdown();
-        self.hook.abort();
-        let _ = std::process::Command::new(kubectl())
-            .args([
-                "delete",
-                "mutatingwebhookconfiguration",
-                &self.config,
-                "--wait=false",
-            ])
-            .env("KUBECONFIG", kubeconfig("admin"))
-            .output();
-    }
-}
-
-async fn guarded(ns: &str) -> Guarded {
-    ensure_chart_rbac();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!("kubilitics-ai-{ns}");
-    let cfg = WebhookConfig {
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        configuration_name: config.clone(),
-        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
-        hosts: vec!["127.0.0.1".into()],
-        namespace: Some(ns.to_string()),
-        separation_of_duties: true,
-    };
-    let admin = client("admin").await;
-    let stop = webhook::ShutdownHandle::new();
-    let stop2 = stop.clone();
-    let hook = tokio::spawn(async move {
-        if let Err(e) = webhook::run_with_handle(admin, cfg, stop2).await {
-            panic!("webhook failed: {e}");
-        }
-    });
-    let ccfg = controller::Config {
-        namespace: Some(ns.to_string()),
-        require_identity: true,
-        ..Default::default()
-    };
-    let admin = client("admin").await;
-    let op = tokio::spawn(async move {
-        controller::run(admin, ccfg, Arc::new(BuiltinPlanner), Ready::default())
-            .await
-            .unwrap();
-    });
-    // The webhook is live once a dry-run create comes back stamped.
-    let api = Api::<AIRequest>::namespaced(client("admin").await, ns);
-    wait_for("webhook serving", Duration::from_secs(20), || async {
-        let probe = AIRequest::new(
-            "probe",
-            AIRequestSpec {
-                prompt: "x".into(),
-                ..Default::default()
-            },
-        );
-        match api
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                },
-                &probe,
-            )
-            .await
-        {
-            Ok(o) => o.annotations().contains_key(REQUESTER_ANNOTATION),
-            Err(_) => false,
-        }
-    })
-    .await;
-    Guarded {
-        op,
-        hook,
-        stop,
-        config,
-    }
-}
 
 fn request(name: &str, prompt: &str) -> AIRequest {
     AIRequest::new(

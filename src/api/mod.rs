@@ -33,6 +33,10 @@ pub(crate) fn any_object(_: &mut SchemaGenerator) -> Schema {
 
 /// The CRDs of this operator as one multi-document YAML stream, in the order
 /// `crds/` keeps them.
+/// The ValidatingAdmissionPolicy shipped with the CRDs that makes identities unforgeable.
+pub const IDENTITY_POLICY_YAML: &str =
+    include_str!("../../crds/kubilitics-ai.identity-policy.yaml");
+
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     let mut out = String::new();
     for crd in [AIRequest::crd(), AIPlan::crd()] {

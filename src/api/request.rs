@@ -144,6 +144,11 @@ pub struct AIRequestStatus {
     /// when planning ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Plan ids that approved a plan of this request and were used: an
+    /// approval is single-use, so a committed `spec.approvedPlanId` that is
+    /// listed here approves nothing more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_plan_ids: Vec<String>,
 }
 
 /// One read-only tool call of the investigation.

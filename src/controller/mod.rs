@@ -48,11 +48,15 @@ pub struct Config {
     /// this long after they finished. `None` keeps them (the default: GitOps
     /// tools would re-create deleted requests from git).
     pub finished_ttl: Option<Duration>,
-    /// Refuse requests without a requester identity (stamped by the admission
-    /// webhook). Without an identity, tools run with the operator's own RBAC.
+    /// Refuse to plan or execute without a requester and an approver identity
+    /// stamped at admission (the default). Off only in `--insecure-dev-mode`:
+    /// then requests without an identity run with the operator's own RBAC.
     pub require_identity: bool,
     /// The requester may not approve their own plan.
     pub separation_of_duties: bool,
+    /// Usernames whose approvals stand for a reviewed commit (GitOps sync
+    /// accounts): exempt from separation of duties, not from any other check.
+    pub gitops_identities: Vec<String>,
     /// Per-requester rate limit and LLM token budget (off when `None`).
     pub quota: Option<crate::safety::quota::QuotaConfig>,
 }
@@ -67,8 +71,9 @@ impl Default for Config {
             instance: None,
             concurrency: 16,
             finished_ttl: None,
-            require_identity: false,
+            require_identity: true,
             separation_of_duties: true,
+            gitops_identities: vec![],
             quota: None,
         }
     }

@@ -26,7 +26,8 @@ use crate::api::{
 use crate::execute::{self, ApprovalDecision, ExecOutcome, decide_approval, plan_id};
 use crate::safety::Verdict;
 use crate::safety::authz::{
-    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, identity_from, mutation_permissions,
+    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, approve_permission, identity_from,
+    mutation_permissions, separation_of_duties,
 };
 use crate::telemetry::{metrics, object_ref};
 use crate::tools::ReadTools;
@@ -480,6 +481,7 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         requester: requester.clone(),
         input_digest: Some(digest),
         observed_generation: gen_,
+        used_plan_ids: status.used_plan_ids.clone(),
         ..Default::default()
     };
     let finish = |mut next: AIRequestStatus, phase: RequestPhase, why: &str, answer: String| {
@@ -598,7 +600,6 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     }
 
     let target_ns = req.target_namespace();
-    let id = plan_id(&target_ns, &steps);
     let risk = risks.iter().copied().max().unwrap_or(Risk::Low);
     let seq = status
         .plan_ref
@@ -638,6 +639,12 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
         Err(kube::Error::Api(s)) if s.code == 409 => plan_api.get(&plan_name).await?,
         Err(e) => return Err(e.into()),
     };
+    // The id binds this plan object's uid: an approval approves exactly this plan, once.
+    let id = plan_id(
+        created.metadata.uid.as_deref().unwrap_or_default(),
+        &target_ns,
+        &steps,
+    );
     let approve_cmd = format!(
         "kubectl patch aiplan {plan_name} -n {ns} --type merge -p '{{\"spec\":{{\"approval\":{{\"planId\":\"{id}\"}}}}}}'"
     );
@@ -664,21 +671,27 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     write_plan(&plan_api, &plan_name, None, plan_status).await?;
     metrics().plan_phase("AwaitingApproval");
 
+    // The operator's own text (what will change, risk, how to approve) comes
+    // first and is kept apart from the planner's text, which is quoted below
+    // it: text planted in logs or said by a model cannot pose as instructions.
     let mut answer = format!(
-        "⏸️ **Approval required**: {}.\n\n{}",
-        plan_summary.replace('`', ""),
-        outcome.answer.trim_end()
+        "⏸️ **Approval required**: {}.\n\n### Plan `{plan_name}` — risk **{risk:?}**, plan id `{id}`\n\n",
+        plan_summary.replace('`', "")
     );
-    answer.push_str(&format!(
-        "\n\n### Plan `{plan_name}` — risk **{risk:?}**, plan id `{id}`\n\n"
-    ));
     for (i, s) in steps.iter().enumerate() {
         answer.push_str(&format!(
-            "{}. {} (risk {:?})\n   - preview (server-side dry run): `{}`\n   - rollback: `{}`\n",
+            "{}. {} — in namespace `{}` (risk {:?})\n   - preview (server-side dry run):\n{}\n   - rollback: `{}`\n",
             i + 1,
             s.reason,
+            s.target.namespace,
             s.risk,
-            s.preview.clone().unwrap_or_default().replace('\n', "; "),
+            s.preview
+                .clone()
+                .unwrap_or_default()
+                .lines()
+                .map(|l| format!("         {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
             s.rollback
         ));
     }
@@ -688,6 +701,17 @@ async fn plan_request(req: &AIRequest, ctx: &Context, digest: String) -> Result<
     answer.push_str(&format!(
         "\n⏸️ Nothing changes until this exact plan id is approved (expires {}):\n\n    {approve_cmd}\n\nor commit `spec.approvedPlanId: \"{id}\"` to this AIRequest (GitOps).",
         expires.round(jiff::Unit::Second).unwrap_or(expires)
+    ));
+    answer.push_str(&format!(
+        "\n\n#### Notes from the {} planner (information, not instructions)\n\n{}",
+        ctx.planner.name(),
+        outcome
+            .answer
+            .trim_end()
+            .lines()
+            .map(|l| format!("> {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     ));
     let mut next = finish(
         next,
@@ -859,7 +883,13 @@ async fn drive_plan(
                 return Ok(requeue_until(expiry));
             }
             ApprovalDecision::Mismatch { given, source } => {
-                let note = format!("{source} is {given}, but this plan's id is {id}: nothing runs");
+                let note = if rstatus.used_plan_ids.contains(&given) {
+                    format!(
+                        "{source} {given} approved an earlier plan of this request and was used; an approval is single-use. This plan's id is {id}: nothing runs until it is approved"
+                    )
+                } else {
+                    format!("{source} is {given}, but this plan's id is {id}: nothing runs")
+                };
                 refuse_once(ctx, &plan, ps, given, &note, &req_ref).await?;
                 touch_generation(req, ctx, rstatus).await?;
                 return Ok(requeue_until(expiry));
@@ -896,42 +926,46 @@ async fn drive_plan(
                 let ApprovalDecision::Approved { source, comment } = &d else {
                     unreachable!()
                 };
-                // Who approved: stamped by the webhook on the object that carries the approval.
+                // Who approved: stamped at admission on the object that carries the approval.
                 let approver = if *source == execute::SOURCE_PLAN {
                     identity_from(plan.metadata.annotations.as_ref(), APPROVED_BY_ANNOTATION)
                 } else {
                     identity_from(req.metadata.annotations.as_ref(), APPROVED_BY_ANNOTATION)
                 };
-                let requester =
-                    identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
-                if ctx.config.separation_of_duties
-                    && let (Some(a), Some(r)) = (&approver, &requester)
-                    && a.username == r.username
-                {
-                    let note = format!(
-                        "separation of duties: {} requested this plan and cannot approve it; nothing runs",
-                        a.username
-                    );
+                if let Err(why) = gate(ctx, req, &plan, &ps, approver.as_ref()).await? {
+                    let who = approver.as_ref().map_or("nobody", |a| a.username.as_str());
+                    let note = format!("{why}; nothing runs");
                     refuse_once(
                         ctx,
                         &plan,
                         ps,
-                        format!("{source} by {}", a.username),
+                        format!("{source} by {who}: {why}"),
                         &note,
                         &req_ref,
                     )
                     .await?;
+                    touch_generation(req, ctx, rstatus).await?;
                     return Ok(requeue_until(expiry));
                 }
+                let gitops = approver
+                    .as_ref()
+                    .is_some_and(|a| ctx.config.gitops_identities.contains(&a.username));
                 ps.phase = Some(PlanPhase::Approved);
                 ps.approved_at = Some(Time(Timestamp::now()));
                 let who = approver
                     .as_ref()
                     .map(|a| a.username.clone())
                     .unwrap_or_else(|| "unknown (no admission webhook)".into());
+                let via = if gitops {
+                    format!(
+                        "{source}, a reviewed commit synced by GitOps identity {who} (separation of duties: git branch protection)"
+                    )
+                } else {
+                    source.to_string()
+                };
                 ps.approved_by = Some(match comment {
-                    Some(c) => format!("{who} via {source} ({})", truncate(c, 200)),
-                    None => format!("{who} via {source}"),
+                    Some(c) => format!("{who} via {via} ({})", truncate(c, 200)),
+                    None => format!("{who} via {via}"),
                 });
                 ps.observed_generation = pgen;
                 ps.conditions = plan_conditions(
@@ -947,6 +981,10 @@ async fn drive_plan(
                 metrics().plan_phase("Approved");
                 let note = format!("plan {id} approved via {source}");
                 let mut rs = rstatus.clone();
+                // Single use: this id approved this plan; it never approves anything again.
+                if !rs.used_plan_ids.contains(&id) {
+                    rs.used_plan_ids.push(id.clone());
+                }
                 set_request_phase(
                     &mut rs,
                     RequestPhase::Executing,
@@ -963,17 +1001,17 @@ async fn drive_plan(
                     ctx.events.publish_all(&approved)
                 );
                 written?;
-                return run_plan(req, ctx, &plan, ps, &d).await;
+                let Some(token) = execute::approve(&d) else {
+                    return Ok(Action::await_change());
+                };
+                return run_plan(req, ctx, &plan, ps, token).await;
             }
         }
     }
 
-    // Approved or Executing: resume (e.g. after a restart).
-    let d = ApprovalDecision::Approved {
-        source: "resumed after restart",
-        comment: None,
-    };
-    if ps.approved_at.is_none() {
+    // Approved or Executing: resume (e.g. after a restart), only when the plan
+    // recorded its approval before it started.
+    let Some(token) = execute::resume(&ps) else {
         // Never approved: refuse to run whatever the phase says.
         let msg =
             "plan is marked as executing but carries no approval; refusing to run it".to_string();
@@ -988,8 +1026,65 @@ async fn drive_plan(
             true,
         )
         .await;
+    };
+    run_plan(req, ctx, &plan, ps, token).await
+}
+
+/// The gate, checked again right before the first step whatever admission
+/// said: a recorded approver who is not the requester (unless a configured
+/// GitOps identity), holds verb `approve` on this plan and may perform every
+/// stored step; and the stored plan still hashes to its id (which binds this
+/// plan object's uid). `Ok(Err(why))` refuses; `Err` is transient (retried).
+async fn gate(
+    ctx: &Context,
+    req: &AIRequest,
+    plan: &AIPlan,
+    ps: &AIPlanStatus,
+    approver: Option<&crate::api::Requester>,
+) -> Result<Result<(), String>, Error> {
+    let ns = plan.namespace().unwrap_or_default();
+    let recomputed = plan_id(
+        plan.metadata.uid.as_deref().unwrap_or_default(),
+        ps.target_namespace
+            .as_deref()
+            .unwrap_or(&req.target_namespace()),
+        &ps.steps,
+    );
+    if ps.plan_id.as_deref() != Some(recomputed.as_str()) {
+        return Ok(Err(format!(
+            "the stored plan hashes to {recomputed}, not to its plan id {}: refusing a plan that changed after it was reviewed",
+            ps.plan_id.as_deref().unwrap_or("(none)")
+        )));
     }
-    run_plan(req, ctx, &plan, ps, &d).await
+    let requester = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
+    let Some(approver) = approver else {
+        if ctx.config.require_identity {
+            return Ok(Err(
+                "no recorded approver identity (is the kubilitics-ai admission webhook installed?)"
+                    .into(),
+            ));
+        }
+        return Ok(Ok(()));
+    };
+    if ctx.config.separation_of_duties
+        && let Some(r) = &requester
+        && let Err(why) = separation_of_duties(r, approver, &ctx.config.gitops_identities)
+    {
+        return Ok(Err(why));
+    }
+    let authz = Authorizer::new(ctx.client.clone(), approver.clone());
+    let mut perms = vec![approve_permission(&ns, &plan.name_any())];
+    for step in &ps.steps {
+        match crate::tools::Mutation::from_step(step) {
+            Ok(m) => perms.extend(mutation_permissions(&m)),
+            Err(e) => return Ok(Err(format!("step `{}` is not executable: {e}", step.tool))),
+        }
+    }
+    match authz.check(&perms).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e) if e.is_transient() => Err(e.into()),
+        Err(e) => Ok(Err(format!("the approver cannot approve this plan: {e}"))),
+    }
 }
 
 /// Refuses an approval: one Warning event on the plan and the request per
@@ -1029,11 +1124,8 @@ async fn run_plan(
     ctx: &Context,
     plan: &AIPlan,
     ps: AIPlanStatus,
-    decision: &ApprovalDecision,
+    token: execute::Approved,
 ) -> Result<Action, Error> {
-    let Some(token) = execute::approve(decision) else {
-        return Ok(Action::await_change());
-    };
     let ns = plan.namespace().unwrap_or_default();
     let plan_api = plans(ctx, &ns);
     let name = plan.name_any();
@@ -1204,6 +1296,13 @@ async fn sync_request_final(
     s.phase = Some(phase);
     s.summary = Some(summary_of(&answer));
     s.answer = Some(answer);
+    // An approved plan used its approval, whatever status this write started from.
+    if ps.approved_at.is_some()
+        && let Some(id) = &ps.plan_id
+        && !s.used_plan_ids.contains(id)
+    {
+        s.used_plan_ids.push(id.clone());
+    }
     s.conditions = request_conditions(&s.conditions, phase, &why, &truncate(&msg, 512), gen_);
     s.observed_generation = gen_;
     write_request(&requests(ctx, &ns), req, s).await?;

@@ -90,6 +90,18 @@ pub fn approve(decision: &ApprovalDecision) -> Option<Approved> {
     matches!(decision, ApprovalDecision::Approved { .. }).then_some(Approved { _private: () })
 }
 
+/// Mints the token to resume a plan after a restart: only one that recorded
+/// its approval (who and when) in status before its first step, and that has
+/// not finished.
+pub fn resume(status: &AIPlanStatus) -> Option<Approved> {
+    let approved = status.approved_at.is_some() && status.approved_by.is_some();
+    let phase_ok = matches!(
+        status.phase,
+        Some(PlanPhase::Approved) | Some(PlanPhase::Executing)
+    );
+    (approved && phase_ok).then_some(Approved { _private: () })
+}
+
 /// Test-only crash points, read once at startup from `KUBILITICS_AI_FAILPOINT`
 /// (`after-step-running`, `after-step-applied`): the process aborts there,
 /// like a `kill -9`, so restart safety can be tested deterministically.
@@ -428,6 +440,37 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn resume_needs_a_recorded_approval_and_a_running_phase() {
+        let approved = AIPlanStatus {
+            phase: Some(PlanPhase::Executing),
+            approved_at: Some(Time(now())),
+            approved_by: Some("bob via AIPlan spec.approval.planId".into()),
+            ..Default::default()
+        };
+        assert!(resume(&approved).is_some());
+        for broken in [
+            AIPlanStatus {
+                approved_at: None,
+                ..approved.clone()
+            },
+            AIPlanStatus {
+                approved_by: None,
+                ..approved.clone()
+            },
+            AIPlanStatus {
+                phase: Some(PlanPhase::AwaitingApproval),
+                ..approved.clone()
+            },
+            AIPlanStatus {
+                phase: Some(PlanPhase::Succeeded),
+                ..approved.clone()
+            },
+        ] {
+            assert!(resume(&broken).is_none(), "{broken:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The plan id: bound to the content of the plan, not to a git revision.
+//! The plan id: bound to the content of the plan and to the one `AIPlan`
+//! object that carries it, not to a git revision (committing an approval
+//! never changes it).
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -6,9 +8,11 @@ use sha2::{Digest, Sha256};
 use crate::api::PlanStep;
 
 /// First 16 hex characters of the SHA-256 of the canonical JSON (sorted keys,
-/// no whitespace) of the target namespace and each step's tool, arguments,
-/// target (with uid) and `before`.
-pub fn plan_id(target_namespace: &str, steps: &[PlanStep]) -> String {
+/// no whitespace) of the AIPlan's uid, the target namespace and each step's
+/// tool, arguments, target (with uid) and `before`. The plan's uid makes an
+/// approval single-use: it approves exactly one plan object, never a later
+/// plan with the same content or a copy in another request.
+pub fn plan_id(plan_uid: &str, target_namespace: &str, steps: &[PlanStep]) -> String {
     let steps: Vec<Value> = steps
         .iter()
         .map(|s| {
@@ -20,7 +24,8 @@ pub fn plan_id(target_namespace: &str, steps: &[PlanStep]) -> String {
             })
         })
         .collect();
-    let doc = canonical(&json!({"targetNamespace": target_namespace, "steps": steps}));
+    let doc =
+        canonical(&json!({"plan": plan_uid, "targetNamespace": target_namespace, "steps": steps}));
     let digest = Sha256::digest(doc.as_bytes());
     hex::encode(digest)[..16].to_string()
 }
@@ -85,25 +90,27 @@ mod tests {
 
     #[test]
     fn id_is_16_hex_and_stable() {
-        let id = plan_id("shop", &[step("u1", 3)]);
+        let id = plan_id("p1", "shop", &[step("u1", 3)]);
         assert_eq!(id.len(), 16);
         assert!(
             id.chars()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
-        assert_eq!(id, plan_id("shop", &[step("u1", 3)]));
+        assert_eq!(id, plan_id("p1", "shop", &[step("u1", 3)]));
     }
 
     #[test]
     fn id_binds_uid_before_and_namespace_but_not_execution_state() {
-        let base = plan_id("shop", &[step("u1", 3)]);
-        assert_ne!(base, plan_id("shop", &[step("u2", 3)]));
-        assert_ne!(base, plan_id("shop", &[step("u1", 4)]));
-        assert_ne!(base, plan_id("other", &[step("u1", 3)]));
+        let base = plan_id("p1", "shop", &[step("u1", 3)]);
+        assert_ne!(base, plan_id("p1", "shop", &[step("u2", 3)]));
+        assert_ne!(base, plan_id("p1", "shop", &[step("u1", 4)]));
+        assert_ne!(base, plan_id("p1", "other", &[step("u1", 3)]));
+        // Another AIPlan object with the same content: another id.
+        assert_ne!(base, plan_id("p2", "shop", &[step("u1", 3)]));
         let mut running = step("u1", 3);
         running.state = StepState::Running;
         running.message = Some("x".into());
-        assert_eq!(base, plan_id("shop", &[running]));
+        assert_eq!(base, plan_id("p1", "shop", &[running]));
     }
 
     #[test]
@@ -116,6 +123,7 @@ mod tests {
 
     mod fuzz {
         use super::*;
+        use crate::api::{AIPlanStatus, Risk};
         use proptest::prelude::*;
 
         fn json_value() -> impl Strategy<Value = Value> {
@@ -134,48 +142,97 @@ mod tests {
             })
         }
 
-        /// The same object with its keys inserted in reverse order.
-        fn reordered(v: &Value) -> Value {
-            match v {
-                Value::Object(m) => {
-                    let mut out = serde_json::Map::new();
-                    for (k, x) in m.iter().rev() {
-                        out.insert(k.clone(), reordered(x));
-                    }
-                    Value::Object(out)
-                }
-                Value::Array(a) => Value::Array(a.iter().map(reordered).collect()),
-                x => x.clone(),
+        /// One hashed field of a plan, changed to `v` (which may equal the old value).
+        fn with_field(
+            field: u8,
+            v: &Value,
+            (mut uid, mut ns, mut s): (String, String, PlanStep),
+        ) -> (String, String, PlanStep) {
+            let text = v.to_string();
+            match field % 9 {
+                0 => uid = text,
+                1 => ns = text,
+                2 => s.tool = text,
+                3 => s.arguments = v.clone(),
+                4 => s.before = v.clone(),
+                5 => s.target.kind = text,
+                6 => s.target.name = text,
+                7 => s.target.namespace = text,
+                _ => s.target.uid = Some(text),
+            }
+            (uid, ns, s)
+        }
+
+        fn field_value(field: u8, (uid, ns, s): &(String, String, PlanStep)) -> Value {
+            match field % 9 {
+                0 => Value::from(uid.clone()),
+                1 => Value::from(ns.clone()),
+                2 => Value::from(s.tool.clone()),
+                3 => s.arguments.clone(),
+                4 => s.before.clone(),
+                5 => Value::from(s.target.kind.clone()),
+                6 => Value::from(s.target.name.clone()),
+                7 => Value::from(s.target.namespace.clone()),
+                _ => Value::from(s.target.uid.clone().unwrap_or_default()),
             }
         }
 
         proptest! {
-            /// Canonical JSON is valid JSON of the same value, independent of key order.
+            /// Canonical JSON is valid JSON of the same value.
             #[test]
-            fn fuzz_canonical_roundtrips_and_ignores_key_order(v in json_value()) {
+            fn fuzz_canonical_roundtrips(v in json_value()) {
                 let c = canonical(&v);
                 let back: Value = serde_json::from_str(&c).unwrap();
                 prop_assert_eq!(&back, &v);
-                prop_assert_eq!(canonical(&reordered(&v)), c.clone());
                 prop_assert_eq!(canonical(&back), c);
             }
 
-            /// The plan id is 16 hex digits, deterministic, and changes with the arguments.
+            /// Two plans that differ in any hashed field have different ids.
             #[test]
-            fn fuzz_plan_id_binds_arguments(a in json_value(), b in json_value(), ns in "[a-z]{1,10}") {
-                let mut s1 = step("u1", 3);
-                s1.arguments = a.clone();
-                let mut s2 = s1.clone();
-                s2.arguments = b.clone();
-                let id1 = plan_id(&ns, std::slice::from_ref(&s1));
-                prop_assert_eq!(id1.len(), 16);
-                prop_assert!(id1.chars().all(|c| c.is_ascii_hexdigit()));
-                let mut s1r = s1.clone();
-                s1r.arguments = reordered(&a);
-                prop_assert_eq!(plan_id(&ns, &[s1r]), id1.clone());
-                if a != b {
-                    prop_assert_ne!(plan_id(&ns, &[s2]), id1);
+            fn fuzz_any_hashed_field_changes_the_id(field in 0u8..9, v in json_value()) {
+                let base = ("p1".to_string(), "shop".to_string(), step("u1", 3));
+                let changed = with_field(field, &v, base.clone());
+                // Text fields hold the value's JSON text; compare like that.
+                let same = match field % 9 {
+                    3 | 4 => field_value(field, &base) == v,
+                    _ => field_value(field, &base).as_str() == Some(v.to_string().as_str()),
+                };
+                let id = |(u, n, s): &(String, String, PlanStep)| plan_id(u, n, std::slice::from_ref(s));
+                if same {
+                    prop_assert_eq!(id(&changed), id(&base));
+                } else {
+                    prop_assert_ne!(id(&changed), id(&base));
                 }
+            }
+
+            /// The id of a stored plan is the same after a JSON round trip of its
+            /// status (what the operator recomputes before the first step), and
+            /// fields outside the hash (state, messages, times, preview, risk) do
+            /// not change it.
+            #[test]
+            fn fuzz_id_survives_storage_and_ignores_execution_state(
+                args in json_value(), before in json_value(), msg in "\\PC{0,40}", secs in 0i64..4_000_000_000
+            ) {
+                let mut s = step("u1", 3);
+                s.arguments = args;
+                s.before = before;
+                let id = plan_id("p1", "shop", std::slice::from_ref(&s));
+                let status = AIPlanStatus { plan_id: Some(id.clone()), steps: vec![s.clone()], ..Default::default() };
+                let stored: AIPlanStatus =
+                    serde_json::from_str(&serde_json::to_string(&status).unwrap()).unwrap();
+                prop_assert_eq!(plan_id("p1", "shop", &stored.steps), id.clone());
+                let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::from_second(secs).unwrap(),
+                );
+                let mut ran = s.clone();
+                ran.state = StepState::Succeeded;
+                ran.message = Some(msg.clone());
+                ran.preview = Some(msg.clone());
+                ran.reason = msg;
+                ran.risk = Risk::High;
+                ran.started_at = Some(t.clone());
+                ran.finished_at = Some(t);
+                prop_assert_eq!(plan_id("p1", "shop", &[ran]), id);
             }
         }
     }

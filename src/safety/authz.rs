@@ -15,14 +15,72 @@ pub const REQUESTER_ANNOTATION: &str = "ai.kubilitics.io/requester";
 /// Annotation the webhook sets when an approval is written: JSON of [`Requester`].
 pub const APPROVED_BY_ANNOTATION: &str = "ai.kubilitics.io/approved-by";
 
-/// Parses an identity annotation.
+/// Parses an identity annotation (an empty `uid` is no uid).
 pub fn identity_from(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     key: &str,
 ) -> Option<Requester> {
     annotations
         .and_then(|a| a.get(key))
-        .and_then(|v| serde_json::from_str(v).ok())
+        .and_then(|v| serde_json::from_str::<Requester>(v).ok())
+        .map(|mut r| {
+            if r.uid.as_deref() == Some("") {
+                r.uid = None;
+            }
+            r
+        })
+        .filter(|r| !r.username.is_empty())
+}
+
+/// The identity annotation's value, byte for byte what the shipped
+/// ValidatingAdmissionPolicy builds from `request.userInfo` in CEL
+/// (`crds/kubilitics-ai.identity-policy.yaml`): every field always present,
+/// no escaping. Names containing `"` or `\` are refused by that policy, so
+/// plain concatenation is exact and cannot be used to smuggle fields.
+pub fn identity_annotation(user: &Requester) -> String {
+    let groups: Vec<String> = user.groups.iter().map(|g| format!("\"{g}\"")).collect();
+    format!(
+        "{{\"username\":\"{}\",\"uid\":\"{}\",\"groups\":[{}]}}",
+        user.username,
+        user.uid.as_deref().unwrap_or(""),
+        groups.join(",")
+    )
+}
+
+/// Whether two identities are the same person: the same username, or the
+/// same (non-empty) uid.
+pub fn same_person(a: &Requester, b: &Requester) -> bool {
+    a.username == b.username || (a.uid.is_some() && a.uid == b.uid)
+}
+
+/// Separation of duties, one rule for the webhook and the controller: the
+/// requester never approves their own plan, except a configured GitOps
+/// identity (e.g. Flux's kustomize-controller), whose approval stands for a
+/// reviewed commit — separation of duties is then git's branch protection.
+pub fn separation_of_duties(
+    requester: &Requester,
+    approver: &Requester,
+    gitops_identities: &[String],
+) -> Result<(), String> {
+    if gitops_identities.contains(&approver.username) {
+        return Ok(());
+    }
+    if same_person(requester, approver) {
+        return Err(format!(
+            "separation of duties: {} requested this plan and cannot approve it",
+            approver.username
+        ));
+    }
+    Ok(())
+}
+
+/// Approving is a permission of its own, like CSR approval in Kubernetes:
+/// verb `approve` on the exact `aiplans` object.
+pub fn approve_permission(namespace: &str, plan: &str) -> Permission {
+    Permission {
+        name: Some(plan.to_string()),
+        ..Permission::ns("approve", "ai.kubilitics.io", "aiplans", namespace)
+    }
 }
 
 /// One permission a tool call needs.
@@ -34,6 +92,8 @@ pub struct Permission {
     pub subresource: Option<&'static str>,
     /// `None`: cluster-wide (all namespaces or cluster-scoped).
     pub namespace: Option<String>,
+    /// One object (`resourceNames` in RBAC); `None`: any.
+    pub name: Option<String>,
 }
 
 impl Permission {
@@ -49,6 +109,7 @@ impl Permission {
             resource,
             subresource: None,
             namespace: Some(namespace.to_string()),
+            name: None,
         }
     }
 
@@ -59,6 +120,7 @@ impl Permission {
             resource,
             subresource: None,
             namespace: None,
+            name: None,
         }
     }
 
@@ -72,6 +134,10 @@ impl Permission {
             res
         } else {
             format!("{res}.{}", self.group)
+        };
+        let res = match &self.name {
+            Some(n) => format!("{res} {n}"),
+            None => res,
         };
         match &self.namespace {
             Some(ns) => format!("{} {res} in namespace {ns}", self.verb),
@@ -191,6 +257,7 @@ impl Authorizer {
                         resource: Some(p.resource.into()),
                         subresource: p.subresource.map(String::from),
                         namespace: p.namespace.clone(),
+                        name: p.name.clone(),
                         ..Default::default()
                     }),
                     ..Default::default()

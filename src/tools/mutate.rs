@@ -894,24 +894,34 @@ fn restarted_at_of(obj: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A readable diff of two objects: changed leaves under `spec`, `data` and
-/// metadata labels/annotations, one per line (`~ spec.replicas: 3 -> 5`).
+/// Most lines of a preview; the rest is counted, never dropped silently.
+const MAX_DIFF_LINES: usize = 50;
+
+/// A readable diff of two objects: changed leaves under `spec`, `data`,
+/// `immutable`, and metadata labels, annotations, ownerReferences and
+/// finalizers, one per line (`~ spec.replicas: 3 -> 5`). Removals come
+/// first (they are what an approver most needs to see); past
+/// [`MAX_DIFF_LINES`] the preview ends with "… N more lines".
 pub fn diff(before: &Value, after: &Value) -> String {
     let mut b = BTreeMap::new();
     let mut a = BTreeMap::new();
     for (src, dst) in [(before, &mut b), (after, &mut a)] {
-        for key in ["spec", "data", "binaryData"] {
+        for key in ["spec", "data", "binaryData", "immutable"] {
             if let Some(v) = src.get(key) {
                 flatten(key, v, dst);
             }
         }
-        for key in ["labels", "annotations"] {
+        for key in ["labels", "annotations", "ownerReferences", "finalizers"] {
             if let Some(v) = src.pointer(&format!("/metadata/{key}")) {
                 flatten(&format!("metadata.{key}"), v, dst);
             }
         }
     }
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = b
+        .iter()
+        .filter(|(k, _)| !a.contains_key(*k))
+        .map(|(k, v)| format!("- {k}: {v}"))
+        .collect();
     for (k, v) in &a {
         match b.get(k) {
             None => lines.push(format!("+ {k}: {v}")),
@@ -919,15 +929,14 @@ pub fn diff(before: &Value, after: &Value) -> String {
             _ => {}
         }
     }
-    for (k, v) in &b {
-        if !a.contains_key(k) {
-            lines.push(format!("- {k}: {v}"));
-        }
-    }
     if lines.is_empty() {
         return "(no change)".into();
     }
-    lines.truncate(50);
+    let more = lines.len().saturating_sub(MAX_DIFF_LINES);
+    lines.truncate(MAX_DIFF_LINES);
+    if more > 0 {
+        lines.push(format!("… {more} more lines"));
+    }
     lines.join("\n")
 }
 
@@ -1114,6 +1123,27 @@ mod tests {
     fn round_trips_through_step_arguments() {
         let (m, step) = scale_step(3);
         assert_eq!(Mutation::from_step(&step).unwrap(), m);
+    }
+
+    #[test]
+    fn diff_puts_removals_first_counts_the_rest_and_covers_ownership() {
+        let before = json!({"metadata": {"finalizers": ["a"], "ownerReferences": [{"name": "o1"}]},
+            "spec": {"x": 1}});
+        let mut big = serde_json::Map::new();
+        for i in 0..60 {
+            big.insert(format!("k{i:02}"), json!(i));
+        }
+        let after = json!({"metadata": {"ownerReferences": [{"name": "o2"}]}, "immutable": true,
+            "spec": Value::Object(big)});
+        let d = diff(&before, &after);
+        let lines: Vec<&str> = d.lines().collect();
+        assert!(lines[0].starts_with("- "), "{d}");
+        assert!(d.contains("- metadata.finalizers[0]: \"a\""), "{d}");
+        assert!(d.contains("- spec.x: 1"), "{d}");
+        assert!(d.contains("~ metadata.ownerReferences[0].name"), "{d}");
+        assert_eq!(lines.len(), MAX_DIFF_LINES + 1);
+        // 2 removals + 60 spec keys + immutable + the changed owner = 64 lines.
+        assert_eq!(lines[MAX_DIFF_LINES], "… 14 more lines");
     }
 
     #[test]

@@ -1,25 +1,35 @@
 //! The admission webhook: stamps who asked and who approved, so nobody can
-//! forge either, and enforces separation of duties at admission.
+//! forge either, and holds the approval gate at admission.
 //!
-//! - `AIRequest` CREATE: sets the `ai.kubilitics.io/requester` annotation
-//!   from the authenticated user (overwriting anything sent).
-//! - `AIRequest` UPDATE: keeps that annotation as it was; when
-//!   `spec.approvedPlanId` changes, stamps `ai.kubilitics.io/approved-by`
-//!   and refuses the requester approving their own plan.
-//! - `AIPlan` CREATE/UPDATE: when `spec.approval` or `spec.rejection`
-//!   changes, stamps `approved-by` and refuses the requester, and an approver
-//!   who may not perform the plan's steps; otherwise keeps it as it was.
+//! - `AIRequest` CREATE: sets `ai.kubilitics.io/requester` to the
+//!   authenticated user (overwriting anything sent); an `approvedPlanId` set
+//!   at creation is an approval like any other (below).
+//! - `AIRequest` UPDATE: keeps the requester as it was; refuses a change of
+//!   the inputs (prompt, targetNamespace, mode, model, conversation) by
+//!   anyone but the requester (username and uid); a new `approvedPlanId` is an
+//!   approval.
+//! - `AIPlan` UPDATE: a new `spec.approval` or `spec.rejection` is an approval.
+//! - An approval needs: not the requester (separation of duties, except
+//!   configured GitOps identities), verb `approve` on the plan
+//!   (SubjectAccessReview, like CSR approval), and — to approve — the
+//!   approver's own rights on every step of the **stored** plan (never the
+//!   submitted object, whose `status` the API server ignores). It is stamped
+//!   as `ai.kubilitics.io/approved-by`.
 //!
-//! The operator serves it over TLS with a self-generated certificate and
-//! keeps the `caBundle` of its MutatingWebhookConfiguration current.
-//! `failurePolicy: Fail`: when the webhook is down, requests are refused
-//! rather than run with an unknown identity.
+//! Identity annotations are written in the exact form the shipped
+//! ValidatingAdmissionPolicy checks (`crds/kubilitics-ai.identity-policy.yaml`),
+//! so they cannot be forged even when this webhook is down. The serving
+//! certificate is shared by all replicas through a Secret (created once,
+//! rotated before expiry). `failurePolicy: Fail`: when the webhook is down,
+//! requests are refused rather than run with an unknown identity.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::{Json, Router, extract::State, routing::post};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::{
     ByteString,
     api::admissionregistration::v1::{
@@ -30,14 +40,15 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DynamicObject, Patch, PatchParams},
+    api::{DynamicObject, Patch, PatchParams, PostParams},
     core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
 };
 use serde_json::{Value, json};
 
 use crate::api::{AIPlan, AIRequest, MANAGER, Requester};
 use crate::safety::authz::{
-    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, identity_from, mutation_permissions,
+    APPROVED_BY_ANNOTATION, Authorizer, Permission, REQUESTER_ANNOTATION, approve_permission,
+    identity_annotation, identity_from, mutation_permissions, separation_of_duties,
 };
 use crate::tools::Mutation;
 
@@ -65,11 +76,19 @@ pub struct WebhookConfig {
     /// Only requests in this namespace (when the operator watches one namespace).
     pub namespace: Option<String>,
     pub separation_of_duties: bool,
+    /// Usernames whose approvals stand for a reviewed commit (e.g.
+    /// `system:serviceaccount:flux-system:kustomize-controller`): exempt from
+    /// separation of duties, never from the approve permission or step rights.
+    pub gitops_identities: Vec<String>,
+    /// The Secret (namespace, name) holding the serving certificate shared by
+    /// all replicas; `None`: a certificate of this process only (one replica).
+    pub cert_secret: Option<(String, String)>,
 }
 
 struct Shared {
     client: Client,
     separation_of_duties: bool,
+    gitops_identities: Vec<String>,
 }
 
 /// Stops a running webhook server (closing open connections too).
@@ -87,18 +106,55 @@ pub async fn run_with_handle(
     cfg: WebhookConfig,
     handle: ShutdownHandle,
 ) -> anyhow::Result<()> {
-    let ck = rcgen::generate_simple_self_signed(cfg.hosts.clone())?;
-    let cert_pem = ck.cert.pem();
-    let key_pem = ck.signing_key.serialize_pem();
-    apply_configuration(&client, &cfg, cert_pem.as_bytes()).await?;
+    let cert = match &cfg.cert_secret {
+        Some((ns, name)) => shared_certificate(&client, ns, name, &cfg.hosts).await?,
+        None => new_certificate(&cfg.hosts)?,
+    };
+    apply_configuration(&client, &cfg, cert.ca_bundle.as_bytes()).await?;
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        cert_pem.into_bytes(),
-        key_pem.into_bytes(),
+        cert.cert_pem.clone().into_bytes(),
+        cert.key_pem.clone().into_bytes(),
     )
     .await?;
+    // Replicas share one certificate: each looks again now and then, picks up a
+    // rotation done by another replica (or does it when due) and reloads.
+    if let Some((ns, name)) = cfg.cert_secret.clone() {
+        let (client, cfg, tls) = (client.clone(), cfg.clone(), tls.clone());
+        tokio::spawn(async move {
+            let mut current = cert;
+            loop {
+                tokio::time::sleep(CERT_CHECK_INTERVAL).await;
+                match shared_certificate(&client, &ns, &name, &cfg.hosts).await {
+                    Ok(c) if c != current => {
+                        let reloaded = tls
+                            .reload_from_pem(
+                                c.cert_pem.clone().into_bytes(),
+                                c.key_pem.clone().into_bytes(),
+                            )
+                            .await;
+                        let applied =
+                            apply_configuration(&client, &cfg, c.ca_bundle.as_bytes()).await;
+                        if let (Ok(()), Ok(())) = (&reloaded, &applied) {
+                            tracing::info!(secret = %name, "webhook serving certificate rotated");
+                            current = c;
+                        } else {
+                            tracing::warn!(
+                                ?reloaded,
+                                ?applied,
+                                "could not switch to the rotated certificate"
+                            );
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "checking the webhook certificate"),
+                }
+            }
+        });
+    }
     let shared = Arc::new(Shared {
         client,
         separation_of_duties: cfg.separation_of_duties,
+        gitops_identities: cfg.gitops_identities.clone(),
     });
     let app = Router::new()
         .route("/mutate/airequests", post(mutate_request))
@@ -110,6 +166,151 @@ pub async fn run_with_handle(
         .serve(app.into_make_service())
         .await?;
     Ok(())
+}
+
+/// How often a replica looks at the shared certificate.
+const CERT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Validity of a serving certificate, and how long before its end it is replaced.
+const CERT_VALIDITY_DAYS: i64 = 365;
+const CERT_RENEW_BEFORE_DAYS: i64 = 30;
+const NOT_AFTER_ANNOTATION: &str = "ai.kubilitics.io/not-after";
+const HOSTS_ANNOTATION: &str = "ai.kubilitics.io/hosts";
+
+/// A serving certificate, its key, and the CA bundle the API server trusts
+/// (the current certificate, plus the previous one during a rotation).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServingCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_bundle: String,
+    not_after: Timestamp,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new self-signed certificate for `hosts`, valid for a year.
+pub fn new_certificate(hosts: &[String]) -> anyhow::Result<ServingCert> {
+    let now = Timestamp::now();
+    let not_after = now + SignedDuration::from_hours(24 * CERT_VALIDITY_DAYS);
+    let day = |t: Timestamp| {
+        let d = t.to_zoned(jiff::tz::TimeZone::UTC).date();
+        rcgen::date_time_ymd(i32::from(d.year()), d.month() as u8, d.day() as u8)
+    };
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    params.not_before = day(now - SignedDuration::from_hours(24));
+    params.not_after = day(not_after);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    let pem = cert.pem();
+    Ok(ServingCert {
+        ca_bundle: pem.clone(),
+        cert_pem: pem,
+        key_pem: key.serialize_pem(),
+        not_after,
+    })
+}
+
+fn from_secret(s: &Secret) -> Option<ServingCert> {
+    let data = s.data.as_ref()?;
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let not_after = s.annotations().get(NOT_AFTER_ANNOTATION)?.parse().ok()?;
+    Some(ServingCert {
+        cert_pem: text("tls.crt")?,
+        key_pem: text("tls.key")?,
+        ca_bundle: text("ca.crt").or_else(|| text("tls.crt"))?,
+        not_after,
+    })
+}
+
+fn to_secret(ns: &str, name: &str, c: &ServingCert, hosts: &[String]) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_string(),
+                MANAGER.to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([
+                (NOT_AFTER_ANNOTATION.to_string(), c.not_after.to_string()),
+                (HOSTS_ANNOTATION.to_string(), hosts.join(",")),
+            ])),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(BTreeMap::from([
+            (
+                "tls.crt".to_string(),
+                ByteString(c.cert_pem.clone().into_bytes()),
+            ),
+            (
+                "tls.key".to_string(),
+                ByteString(c.key_pem.clone().into_bytes()),
+            ),
+            (
+                "ca.crt".to_string(),
+                ByteString(c.ca_bundle.clone().into_bytes()),
+            ),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// The serving certificate all replicas share, kept in a Secret: created once
+/// (the first replica's create wins; the others read it), replaced before it
+/// expires or when the hosts change with a compare-and-swap update (the
+/// resourceVersion), the previous certificate staying in the CA bundle so
+/// replicas that have not reloaded yet are still trusted.
+pub async fn shared_certificate(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    hosts: &[String],
+) -> anyhow::Result<ServingCert> {
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    for _ in 0..5 {
+        let Some(existing) = api.get_opt(name).await? else {
+            let c = new_certificate(hosts)?;
+            match api
+                .create(&PostParams::default(), &to_secret(ns, name, &c, hosts))
+                .await
+            {
+                Ok(_) => return Ok(c),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let current = from_secret(&existing);
+        let same_hosts = existing.annotations().get(HOSTS_ANNOTATION) == Some(&hosts.join(","));
+        let renew_at = Timestamp::now() + SignedDuration::from_hours(24 * CERT_RENEW_BEFORE_DAYS);
+        match current {
+            Some(c) if same_hosts && c.not_after > renew_at => return Ok(c),
+            previous => {
+                let mut c = new_certificate(hosts)?;
+                if let Some(p) = previous {
+                    c.ca_bundle = format!("{}{}", c.cert_pem, p.cert_pem);
+                }
+                let mut next = to_secret(ns, name, &c, hosts);
+                next.metadata.resource_version = existing.metadata.resource_version.clone();
+                match api.replace(name, &PostParams::default(), &next).await {
+                    Ok(_) => return Ok(c),
+                    // Another replica rotated it first: use theirs.
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    anyhow::bail!("could not agree on the webhook certificate in Secret {ns}/{name}")
 }
 
 async fn apply_configuration(
@@ -193,9 +394,26 @@ async fn apply_configuration(
 fn identity(req: &AdmissionRequest<DynamicObject>) -> Requester {
     Requester {
         username: req.user_info.username.clone().unwrap_or_default(),
-        uid: req.user_info.uid.clone(),
+        uid: req.user_info.uid.clone().filter(|u| !u.is_empty()),
         groups: req.user_info.groups.clone().unwrap_or_default(),
     }
+}
+
+/// Identities with a quote or backslash cannot be recorded exactly (the
+/// shipped ValidatingAdmissionPolicy refuses them too).
+fn plain(user: &Requester) -> Result<(), String> {
+    let fields = std::iter::once(&user.username)
+        .chain(user.uid.iter())
+        .chain(user.groups.iter());
+    for f in fields {
+        if f.contains(['"', '\\']) {
+            return Err(format!(
+                "kubilitics-ai: the identity {:?} contains a quote or backslash and cannot be recorded",
+                user.username
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn annotations(o: Option<&DynamicObject>) -> Option<BTreeMap<String, String>> {
@@ -260,8 +478,17 @@ fn parse(
         })
 }
 
+/// The fields that define a request: only its requester may change them.
+const INPUTS: [&str; 5] = ["prompt", "targetNamespace", "mode", "model", "conversation"];
+
+fn spec_field<'a>(o: Option<&'a DynamicObject>, field: &str) -> Option<&'a Value> {
+    o.and_then(|o| o.data.get("spec"))
+        .and_then(|s| s.get(field))
+        .filter(|v| !v.is_null())
+}
+
 async fn mutate_request(
-    State(_s): State<Arc<Shared>>,
+    State(s): State<Arc<Shared>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
     let req = match parse(review) {
@@ -271,60 +498,104 @@ async fn mutate_request(
     let Some(obj) = req.object.as_ref() else {
         return respond(&req, Ok(vec![]));
     };
-    let user = identity(&req);
-    let user_json = serde_json::to_string(&user).unwrap_or_default();
-    let result = match req.operation {
-        Operation::Create => Ok(annotate(
-            obj,
-            &[
-                (REQUESTER_ANNOTATION, Some(user_json.clone())),
-                (APPROVED_BY_ANNOTATION, None),
-            ],
-        )),
-        Operation::Update => {
-            let old = annotations(req.old_object.as_ref()).unwrap_or_default();
-            let requester = old.get(REQUESTER_ANNOTATION).cloned();
-            let approved = |o: Option<&DynamicObject>| {
-                o.and_then(|o| o.data.pointer("/spec/approvedPlanId").cloned())
-            };
-            let changed = approved(Some(obj)) != approved(req.old_object.as_ref())
-                && approved(Some(obj)).is_some_and(|v| !v.is_null());
-            if changed {
-                let owner: Option<Requester> = requester
-                    .as_deref()
-                    .and_then(|r| serde_json::from_str(r).ok());
-                if _s.separation_of_duties
-                    && owner.as_ref().is_some_and(|o| o.username == user.username)
-                {
-                    Err(format!(
-                        "separation of duties: {} created this AIRequest and cannot approve its plan (spec.approvedPlanId)",
-                        user.username
-                    ))
-                } else {
-                    Ok(annotate(
-                        obj,
-                        &[
-                            (REQUESTER_ANNOTATION, requester),
-                            (APPROVED_BY_ANNOTATION, Some(user_json)),
-                        ],
-                    ))
-                }
-            } else {
-                Ok(annotate(
-                    obj,
-                    &[
-                        (REQUESTER_ANNOTATION, requester),
-                        (
-                            APPROVED_BY_ANNOTATION,
-                            old.get(APPROVED_BY_ANNOTATION).cloned(),
-                        ),
-                    ],
-                ))
+    let result = admit_request(&s, &req, obj).await;
+    respond(&req, result)
+}
+
+async fn admit_request(
+    s: &Shared,
+    req: &AdmissionRequest<DynamicObject>,
+    obj: &DynamicObject,
+) -> Result<Vec<Value>, String> {
+    let user = identity(req);
+    plain(&user)?;
+    let me = identity_annotation(&user);
+    let ns = obj
+        .namespace()
+        .or_else(|| req.namespace.clone())
+        .unwrap_or_default();
+    let old = req.old_object.as_ref();
+    let old_ann = annotations(old).unwrap_or_default();
+    let approval = |o: Option<&DynamicObject>| spec_field(o, "approvedPlanId").cloned();
+    let approving = approval(Some(obj)).is_some() && approval(Some(obj)) != approval(old);
+    match req.operation {
+        Operation::Create => {
+            // Self-approval at creation: the creator is the requester.
+            if approving {
+                check_approval(s, &ns, None, None, Some(&user), &user, true).await?;
             }
+            Ok(annotate(
+                obj,
+                &[
+                    (REQUESTER_ANNOTATION, Some(me.clone())),
+                    (APPROVED_BY_ANNOTATION, approving.then_some(me)),
+                ],
+            ))
+        }
+        Operation::Update => {
+            let stored = old_ann.get(REQUESTER_ANNOTATION).cloned();
+            let owner = identity_from(Some(&old_ann), REQUESTER_ANNOTATION);
+            let changed: Vec<&str> = INPUTS
+                .iter()
+                .copied()
+                .filter(|f| spec_field(Some(obj), f) != spec_field(old, f))
+                .collect();
+            if !changed.is_empty() {
+                match &owner {
+                    Some(o) if o.username == user.username && o.uid == user.uid => {}
+                    Some(o) => {
+                        return Err(format!(
+                            "only the requester ({}) may change spec.{} of this AIRequest; {} may only approve it (spec.approvedPlanId) — create your own request instead",
+                            o.username,
+                            changed.join(", spec."),
+                            user.username
+                        ));
+                    }
+                    None => {
+                        return Err(
+                            "this AIRequest has no recorded requester (created before the kubilitics-ai webhook was installed?): its inputs cannot change; create a new request".into(),
+                        );
+                    }
+                }
+            }
+            if approving {
+                // The plan the approval is for: the one stored in the request's status.
+                let plan_name = old
+                    .and_then(|o| o.data.pointer("/status/planRef"))
+                    .and_then(Value::as_str);
+                let plan = match plan_name {
+                    Some(p) => Api::<AIPlan>::namespaced(s.client.clone(), &ns)
+                        .get_opt(p)
+                        .await
+                        .map_err(|e| format!("cannot read AIPlan {p}: {e}"))?,
+                    None => None,
+                };
+                check_approval(
+                    s,
+                    &ns,
+                    plan_name,
+                    plan.as_ref(),
+                    owner.as_ref(),
+                    &user,
+                    true,
+                )
+                .await?;
+            }
+            let approver = if approving {
+                Some(me)
+            } else {
+                old_ann.get(APPROVED_BY_ANNOTATION).cloned()
+            };
+            Ok(annotate(
+                obj,
+                &[
+                    (REQUESTER_ANNOTATION, stored),
+                    (APPROVED_BY_ANNOTATION, approver),
+                ],
+            ))
         }
         _ => Ok(vec![]),
-    };
-    respond(&req, result)
+    }
 }
 
 async fn mutate_plan(
@@ -338,75 +609,116 @@ async fn mutate_plan(
     let Some(obj) = req.object.as_ref() else {
         return respond(&req, Ok(vec![]));
     };
-    let user = identity(&req);
-    let decision = |o: Option<&DynamicObject>| {
-        o.map(|o| {
-            (
-                o.data.pointer("/spec/approval").cloned(),
-                o.data.pointer("/spec/rejection").cloned(),
-            )
-        })
-    };
-    let new = decision(Some(obj)).unwrap_or((None, None));
-    let old = decision(req.old_object.as_ref()).unwrap_or((None, None));
-    let old_ann = annotations(req.old_object.as_ref()).unwrap_or_default();
-    let decided = (new.0 != old.0 && new.0.as_ref().is_some_and(|v| !v.is_null()))
-        || (new.1 != old.1 && new.1.as_ref().is_some_and(|v| !v.is_null()));
-    let result = if !decided {
-        Ok(annotate(
+    let result = admit_plan(&s, &req, obj).await;
+    respond(&req, result)
+}
+
+async fn admit_plan(
+    s: &Shared,
+    req: &AdmissionRequest<DynamicObject>,
+    obj: &DynamicObject,
+) -> Result<Vec<Value>, String> {
+    let user = identity(req);
+    plain(&user)?;
+    let old = req.old_object.as_ref();
+    let old_ann = annotations(old).unwrap_or_default();
+    let new_approval = spec_field(Some(obj), "approval");
+    let new_rejection = spec_field(Some(obj), "rejection");
+    let approving = new_approval.is_some() && new_approval != spec_field(old, "approval");
+    let rejecting = new_rejection.is_some() && new_rejection != spec_field(old, "rejection");
+    if !approving && !rejecting {
+        return Ok(annotate(
             obj,
             &[(
                 APPROVED_BY_ANNOTATION,
                 old_ann.get(APPROVED_BY_ANNOTATION).cloned(),
             )],
-        ))
-    } else {
-        match check_approver(&s, obj, &user, new.0.is_some_and(|v| !v.is_null())).await {
-            Ok(()) => Ok(annotate(
-                obj,
-                &[(APPROVED_BY_ANNOTATION, serde_json::to_string(&user).ok())],
-            )),
-            Err(msg) => Err(msg),
+        ));
+    }
+    let ns = obj
+        .namespace()
+        .or_else(|| req.namespace.clone())
+        .unwrap_or_default();
+    // The stored plan, never the submitted one: a patch may carry a `status`
+    // that the API server ignores but this webhook would see.
+    let stored: Option<AIPlan> = match old {
+        Some(o) => Some(
+            serde_json::to_value(o)
+                .and_then(serde_json::from_value)
+                .map_err(|e| format!("invalid stored AIPlan: {e}"))?,
+        ),
+        None => {
+            return Err(
+                "approve or reject a plan after the operator has written it, not in the create"
+                    .into(),
+            );
         }
     };
-    respond(&req, result)
+    let request_name = stored
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .and_then(|st| st.request.clone())
+        .or_else(|| obj.labels().get("ai.kubilitics.io/request").cloned());
+    let requester = match request_name {
+        Some(name) => Api::<AIRequest>::namespaced(s.client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("cannot read AIRequest {name}: {e}"))?
+            .and_then(|r| identity_from(r.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)),
+        None => None,
+    };
+    check_approval(
+        s,
+        &ns,
+        Some(&obj.name_any()),
+        stored.as_ref(),
+        requester.as_ref(),
+        &user,
+        approving,
+    )
+    .await?;
+    Ok(annotate(
+        obj,
+        &[(APPROVED_BY_ANNOTATION, Some(identity_annotation(&user)))],
+    ))
 }
 
-/// Separation of duties, and an approver must be allowed to do the steps themselves.
-async fn check_approver(
+/// Who may approve (or reject) a plan: not its requester (separation of
+/// duties, unless a configured GitOps identity), someone holding verb
+/// `approve` on the plan, and — to approve — someone allowed to perform every
+/// step of the **stored** plan themselves.
+async fn check_approval(
     s: &Shared,
-    plan: &DynamicObject,
+    ns: &str,
+    plan_name: Option<&str>,
+    plan: Option<&AIPlan>,
+    requester: Option<&Requester>,
     user: &Requester,
     approving: bool,
 ) -> Result<(), String> {
-    let ns = plan.namespace().unwrap_or_default();
-    let request_name = plan
-        .data
-        .pointer("/status/request")
-        .and_then(Value::as_str)
-        .map(String::from)
-        .or_else(|| plan.labels().get("ai.kubilitics.io/request").cloned());
-    if let Some(name) = request_name
-        && s.separation_of_duties
+    if s.separation_of_duties
+        && let Some(r) = requester
     {
-        let request = Api::<AIRequest>::namespaced(s.client.clone(), &ns)
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("cannot read AIRequest {name}: {e}"))?;
-        let requester = request
-            .and_then(|r| identity_from(r.metadata.annotations.as_ref(), REQUESTER_ANNOTATION));
-        if requester.is_some_and(|r| r.username == user.username) {
-            return Err(format!(
-                "separation of duties: {} requested this plan and cannot approve or reject it",
-                user.username
-            ));
-        }
+        separation_of_duties(r, user, &s.gitops_identities)?;
     }
+    let authz = Authorizer::new(s.client.clone(), user.clone());
+    let perm = match plan_name {
+        Some(p) => approve_permission(ns, p),
+        None => Permission {
+            name: None,
+            ..approve_permission(ns, "")
+        },
+    };
+    authz
+        .check(&[perm])
+        .await
+        .map_err(|e| format!("{e}: approving needs verb approve on aiplans.ai.kubilitics.io (the kubilitics-ai-approver ClusterRole)"))?;
     if approving {
-        let plan: AIPlan = serde_json::from_value(serde_json::to_value(plan).unwrap_or_default())
-            .map_err(|e| format!("invalid AIPlan: {e}"))?;
-        let authz = Authorizer::new(s.client.clone(), user.clone());
-        for step in plan.status.map(|st| st.steps).unwrap_or_default() {
+        let steps = plan
+            .and_then(|p| p.status.as_ref())
+            .map(|st| st.steps.clone())
+            .unwrap_or_default();
+        for step in steps {
             let m = Mutation::from_step(&step).map_err(|e| e.to_string())?;
             authz
                 .check(&mutation_permissions(&m))

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::{
     Api, Client, Config,
     api::{ListParams, Patch, PatchParams, PostParams},
@@ -19,7 +20,9 @@ use kubilitics_ai::{
     agent::BuiltinPlanner,
     api::{AIPlan, AIRequest, AIRequestSpec},
     controller,
+    safety::authz::REQUESTER_ANNOTATION,
     telemetry::Ready,
+    webhook::{self, Endpoint, WebhookConfig},
 };
 
 pub fn repo() -> PathBuf {
@@ -171,8 +174,11 @@ impl Drop for Operator {
 }
 
 pub async fn start_operator(ns: &str, tweak: impl FnOnce(&mut controller::Config)) -> Operator {
+    // Without the admission webhook: the reconcile as such, in insecure dev
+    // mode. The gate with identities is tested in tests/safety.rs and tests/gate.rs.
     let mut cfg = controller::Config {
         namespace: Some(ns.to_string()),
+        require_identity: false,
         ..Default::default()
     };
     tweak(&mut cfg);
@@ -284,13 +290,20 @@ pub fn operator_process(
         .open(cluster_dir().join(format!("logs/operator-{ns}.log")))
         .unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
-    cmd.args(["run", "--namespace", ns, "--metrics-addr", "127.0.0.1:0"])
-        .env("POD_NAME", name)
-        .env("POD_NAMESPACE", ns)
-        .env("KUBECONFIG", kubeconfig("admin"))
-        .env("RUST_LOG", "info,kube=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
+    cmd.args([
+        "run",
+        "--insecure-dev-mode",
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .env("POD_NAME", name)
+    .env("POD_NAMESPACE", ns)
+    .env("KUBECONFIG", kubeconfig("admin"))
+    .env("RUST_LOG", "info,kube=warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(log);
     if let Some(f) = failpoint {
         cmd.env("KUBILITICS_AI_FAILPOINT", f);
     }
@@ -396,6 +409,7 @@ pub async fn client_as(user: &str) -> Client {
 pub async fn start_operator_with(client: Client, ns: &str) -> Operator {
     let cfg = controller::Config {
         namespace: Some(ns.to_string()),
+        require_identity: false,
         ..Default::default()
     };
     let handle = tokio::spawn(async move {
@@ -456,6 +470,7 @@ pub async fn start_operator_with_planner(
 ) -> Operator {
     let cfg = controller::Config {
         namespace: Some(ns.to_string()),
+        require_identity: false,
         ..Default::default()
     };
     let client = client("admin").await;
@@ -545,4 +560,110 @@ pub async fn approve_and_finish(approver: &str, ns: &str, request: &str) -> AIRe
     .await
     .unwrap();
     wait_phase(ns, request, "Succeeded").await
+}
+
+/// The operator (requiring identities) and its webhook, scoped to `ns`.
+pub struct Guarded {
+    pub op: tokio::task::JoinHandle<()>,
+    pub hook: tokio::task::JoinHandle<()>,
+    pub stop: webhook::ShutdownHandle,
+    pub config: String,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.op.abort();
+        self.stop.shutdown();
+        self.hook.abort();
+        let _ = std::process::Command::new(kubectl())
+            .args([
+                "delete",
+                "mutatingwebhookconfiguration",
+                &self.config,
+                "--wait=false",
+            ])
+            .env("KUBECONFIG", kubeconfig("admin"))
+            .output();
+    }
+}
+
+pub async fn guarded(ns: &str) -> Guarded {
+    guarded_with(ns, |_| {}, |_| {}).await
+}
+
+/// Like [`guarded`], with the webhook's and the controller's settings adjusted.
+pub async fn guarded_with(
+    ns: &str,
+    hook_tweak: impl FnOnce(&mut WebhookConfig),
+    op_tweak: impl FnOnce(&mut controller::Config),
+) -> Guarded {
+    ensure_chart_rbac();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!("kubilitics-ai-{ns}");
+    let mut cfg = WebhookConfig {
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        configuration_name: config.clone(),
+        endpoint: Endpoint::Url(format!("https://127.0.0.1:{port}")),
+        hosts: vec!["127.0.0.1".into()],
+        namespace: Some(ns.to_string()),
+        separation_of_duties: true,
+        gitops_identities: vec![],
+        cert_secret: None,
+    };
+    hook_tweak(&mut cfg);
+    let admin = client("admin").await;
+    let stop = webhook::ShutdownHandle::new();
+    let stop2 = stop.clone();
+    let hook = tokio::spawn(async move {
+        if let Err(e) = webhook::run_with_handle(admin, cfg, stop2).await {
+            panic!("webhook failed: {e}");
+        }
+    });
+    let mut ccfg = controller::Config {
+        namespace: Some(ns.to_string()),
+        require_identity: true,
+        ..Default::default()
+    };
+    op_tweak(&mut ccfg);
+    let admin = client("admin").await;
+    let op = tokio::spawn(async move {
+        controller::run(admin, ccfg, Arc::new(BuiltinPlanner), Ready::default())
+            .await
+            .unwrap();
+    });
+    // The webhook is live once a dry-run create comes back stamped.
+    let api = Api::<AIRequest>::namespaced(client("admin").await, ns);
+    wait_for("webhook serving", Duration::from_secs(20), || async {
+        let probe = AIRequest::new(
+            "probe",
+            AIRequestSpec {
+                prompt: "x".into(),
+                ..Default::default()
+            },
+        );
+        match api
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &probe,
+            )
+            .await
+        {
+            Ok(o) => o.annotations().contains_key(REQUESTER_ANNOTATION),
+            Err(_) => false,
+        }
+    })
+    .await;
+    Guarded {
+        op,
+        hook,
+        stop,
+        config,
+    }
 }
