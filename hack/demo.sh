@@ -33,7 +33,7 @@ kubectl delete namespace shop --ignore-not-found --wait=true >/dev/null 2>&1 || 
 kubectl create namespace shop >/dev/null
 free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free); hook=$(free)
-run ./target/debug/kubilitics-ai run --namespace shop --metrics-addr "127.0.0.1:$port" \
+run "${CARGO_TARGET_DIR:-target}/debug/kubilitics-ai" run --namespace shop --metrics-addr "127.0.0.1:$port" \
   --webhook-addr "127.0.0.1:$hook" --webhook-url "https://127.0.0.1:$hook" --webhook-configuration kubilitics-ai-demo \
   --state-namespace kubilitics-system > "$CLUSTER_DIR/logs/operator.log" 2>&1 &
 op=$!

@@ -35,10 +35,22 @@ fn chart_lints_and_its_schema_rejects_bad_values() {
     ] {
         assert!(rendered.contains(kind), "missing {kind}");
     }
+    // Never users' Secrets: one rule, on the webhook certificate's Secret by name, in the
+    // release namespace only (a Role), and no right to create or list Secrets.
+    let secret_rules: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|d| d.contains("secrets"))
+        .collect();
+    assert_eq!(secret_rules.len(), 1, "{secret_rules:?}");
+    let role = secret_rules[0];
+    assert!(role.contains("kind: Role\n") && role.contains("name: kubilitics-ai-state"));
     assert!(
-        !rendered.contains("secrets"),
-        "the operator must never be granted Secrets"
+        role.contains(
+            "resources: [secrets]\n    resourceNames: [kubilitics-ai-webhook-tls]\n    verbs: [get, update]"
+        ),
+        "{role}"
     );
+    assert_eq!(role.matches("secrets").count(), 1, "{role}");
     for bad in [
         "operator.maxReplicas=5000",
         "operator.logFormat=xml",

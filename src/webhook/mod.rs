@@ -551,11 +551,9 @@ async fn admit_request(
                             user.username
                         ));
                     }
-                    None => {
-                        return Err(
-                            "this AIRequest has no recorded requester (created before the kubilitics-ai webhook was installed?): its inputs cannot change; create a new request".into(),
-                        );
-                    }
+                    // No recorded requester (created before the webhook was
+                    // installed): the operator never plans it, so editing it is harmless.
+                    None => {}
                 }
             }
             if approving {

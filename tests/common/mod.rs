@@ -482,7 +482,7 @@ pub async fn start_operator_with_planner(
     Operator { handle }
 }
 
-/// The chart's ClusterRoles (requester, approver, operator), applied once per run.
+/// The chart's ClusterRoles for people (requester, approver), applied once per run.
 pub fn ensure_chart_rbac() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -503,13 +503,33 @@ pub fn ensure_chart_rbac() {
         // Only the ClusterRoles: the binding names a namespace that may not exist.
         let roles: Vec<&str> = rbac
             .split("\n---")
-            .filter(|d| d.contains("kind: ClusterRole\n"))
+            .filter(|d| d.contains("\nkind: ClusterRole\n"))
             .collect();
         tool(
             "kubectl",
             &["apply", "--server-side", "--force-conflicts", "-f", "-"],
             Some(&roles.join("\n---\n")),
         );
+        // Marked as the Helm release's, so that tests/chart.rs's `helm install` adopts
+        // them in whichever order the test binaries run.
+        for role in [
+            "kubilitics-ai-operator",
+            "kubilitics-ai-requester",
+            "kubilitics-ai-approver",
+        ] {
+            tool(
+                "kubectl",
+                &[
+                    "annotate",
+                    "--overwrite",
+                    "clusterrole",
+                    role,
+                    "meta.helm.sh/release-name=kubilitics-ai",
+                    "meta.helm.sh/release-namespace=kubilitics-system",
+                ],
+                None,
+            );
+        }
     });
 }
 
