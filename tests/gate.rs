@@ -657,3 +657,67 @@ async fn replicas_share_one_webhook_certificate() {
     second.abort();
     drop(first);
 }
+
+#[tokio::test]
+async fn the_operator_checks_the_approval_again_when_admission_was_bypassed() {
+    let ns = TestNs::new("gate-recheck").await;
+    let g = guarded(&ns.name).await;
+    bind_roles(&ns.name);
+    deployment(&ns.name, "web", 3).await;
+    create_as(
+        "alice",
+        &ns.name,
+        &request("r", "scale deployment web to 1 replicas"),
+    )
+    .await
+    .unwrap();
+    let s = wait_phase(&ns.name, "r", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    let (plan, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
+    // The webhook is taken out (deleted configuration): approvals are no longer
+    // stamped. bob's approval passes the identity policy (he holds verb
+    // approve), but it carries no approver: the operator refuses to run it.
+    tool(
+        "kubectl",
+        &["delete", "mutatingwebhookconfiguration", &g.config],
+        None,
+    );
+    wait_for("webhook gone", Duration::from_secs(20), || async {
+        let probe = Api::<AIRequest>::namespaced(client("admin").await, &ns.name)
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &request("probe", "x"),
+            )
+            .await;
+        probe.is_ok_and(|p| !p.annotations().contains_key(REQUESTER_ANNOTATION))
+    })
+    .await;
+    approve("bob", &ns.name, &plan, &id).await.unwrap();
+    wait_event(
+        &ns.name,
+        &plan,
+        "ApprovalMismatch",
+        "no recorded approver identity",
+    )
+    .await;
+    assert_eq!(plan_phase(&ns.name, &plan).await, "AwaitingApproval");
+    assert_eq!(replicas(&ns.name, "web").await, 3);
+    // Nor can anyone write an approver identity other than their own.
+    refused(
+        Api::<AIPlan>::namespaced(client("bob").await, &ns.name)
+            .patch(
+                &plan,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {APPROVED_BY_ANNOTATION:
+                    r#"{"username":"admin","uid":"admin","groups":["system:masters","system:authenticated"]}"#}}})),
+            )
+            .await,
+        "approved-by annotation names the user who wrote the approval",
+    );
+    assert_eq!(replicas(&ns.name, "web").await, 3);
+}
