@@ -206,7 +206,7 @@ async fn injected_prompts_through_the_builtin_planner_change_nothing() {
             r.status.as_ref().and_then(|s| s.phase)
         );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every request reached a phase above: the operator processed each one.
     assert_nothing_leaked_or_changed(n, None).await;
 }
 
@@ -279,7 +279,7 @@ async fn a_hostile_model_fed_injected_tool_output_changes_nothing_and_never_sees
         logs_seen,
         "the log tool output should have reached the model"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every request reached a phase above: the operator processed each one.
     assert_nothing_leaked_or_changed(&n, Some(&seen)).await;
     // The one legitimate-looking change (scale web to 0) waits for approval as a High-risk plan.
     let a14 = Api::<AIRequest>::namespaced(client("admin").await, &n)

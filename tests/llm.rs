@@ -166,7 +166,7 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
         json!(ns.name),
         "namespace defaults to the request's"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The plan awaiting approval is the proof the operator is done with it.
     assert_eq!(
         replicas(&ns.name, "nginx").await,
         3,
@@ -290,7 +290,6 @@ async fn a_hostile_model_cannot_skip_approval_or_guardrails() {
         .status
         .unwrap();
     assert_eq!(plan.risk, Some(kubilitics_ai::api::Risk::High));
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(replicas(&ns2.name, "web").await, 2);
 }
 

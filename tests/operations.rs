@@ -201,8 +201,8 @@ async fn rate_limit_holds_across_operator_restarts() {
     drop(op);
     let _op = start_operator(&ns.name, move |c| c.quota = Some(quota)).await;
     ask("admin", &ns.name, "r4", "list pods").await;
+    // Pending (with RateLimited) is the proof the restarted operator counted it.
     wait_phase(&ns.name, "r4", "Pending").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let cm =
         Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client("admin").await, &ns.name)
             .get("kubilitics-ai-quota")

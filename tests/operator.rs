@@ -94,8 +94,7 @@ async fn scale_is_planned_gated_by_exact_id_and_executed_once_approved() {
     assert_eq!(step.state, StepState::Pending);
     assert!(ps.expires_at.is_some());
 
-    // Nothing runs without an approval.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Nothing runs without an approval (the plan awaiting it is the operator's proof).
     assert_eq!(replicas(&ns.name, "nginx").await, 3);
 
     // A wrong id changes nothing and says so.
@@ -220,7 +219,8 @@ async fn rejection_and_superseding_never_run_the_plan() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_plan_observed(&ns.name, &plan_name).await;
+    assert_eq!(plan_phase(&ns.name, &plan_name).await, "Rejected");
     assert_eq!(replicas(&ns.name, "web").await, 2);
 
     // Changing the prompt supersedes the old plan with a new one and a new id.
@@ -246,12 +246,33 @@ async fn rejection_and_superseding_never_run_the_plan() {
     assert_eq!(plan_phase(&ns.name, &p2).await, "Superseded");
     let new = get_plan(&ns.name, "scale-web2-2").await.status.unwrap();
     assert_ne!(new.plan_id.as_deref(), Some(id2.as_str()));
+    let generation = || async {
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, &ns.name)
+            .get("web")
+            .await
+            .unwrap()
+            .metadata
+            .generation
+    };
+    let before = generation().await;
     approve("admin", &ns.name, &p2, &id2).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Then the current plan: reconciles of one request are serialized, so once it
+    // has run, the approval of the superseded plan was seen before it.
+    approve(
+        "admin",
+        &ns.name,
+        "scale-web2-2",
+        new.plan_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_phase(&ns.name, "scale-web2", "Succeeded").await;
+    assert_eq!(plan_phase(&ns.name, &p2).await, "Superseded");
+    assert_eq!(replicas(&ns.name, "web").await, 6);
     assert_eq!(
-        replicas(&ns.name, "web").await,
-        2,
-        "a superseded plan must never run"
+        generation().await,
+        before.map(|g| g + 1),
+        "exactly one change: a superseded plan must never run"
     );
 }
 
@@ -264,7 +285,8 @@ async fn expired_plans_never_execute() {
     wait_phase(&ns.name, "scale-web", "Expired").await;
     assert_eq!(plan_phase(&ns.name, &plan_name).await, "Expired");
     approve("admin", &ns.name, &plan_name, &id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_plan_observed(&ns.name, &plan_name).await;
+    assert_eq!(plan_phase(&ns.name, &plan_name).await, "Expired");
     assert_eq!(replicas(&ns.name, "web").await, 1);
     assert!(
         !events(&ns.name, &plan_name, reason::EXPIRED)

@@ -185,7 +185,13 @@ async fn approvals_need_another_person_with_the_rights_to_do_the_steps() {
         matches!(&err, kube::Error::Api(s) if s.message.contains("bob may not patch deployments.apps")),
         "{err}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Refused at admission (synchronously): nothing was stored to act on.
+    assert!(
+        !get_plan(&ns.name, &plan)
+            .await
+            .annotations()
+            .contains_key(kubilitics_ai::safety::authz::APPROVED_BY_ANNOTATION)
+    );
     assert_eq!(replicas(&ns.name, "nginx").await, 3);
 
     bind(&ns.name, "bob", "edit");
@@ -205,7 +211,13 @@ async fn requests_are_refused_when_the_webhook_is_down() {
     let ns = TestNs::new("hookdown").await;
     let g = guarded(&ns.name).await;
     g.stop.shutdown();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Proof the server is gone: a connection to it is refused.
+    wait_for("webhook stopped", Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", g.port))
+            .await
+            .is_err()
+    })
+    .await;
     let err = create_as("admin", &ns.name, &request("q", "list pods"))
         .await
         .unwrap_err();

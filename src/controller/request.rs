@@ -873,6 +873,16 @@ async fn drive_plan(
             publish_finish(ctx, &plan_ref, &req_ref, warning, &c.reason, &c.message).await;
         }
         sync_request_final(req, ctx, &ps, rstatus).await?;
+        // A spec change on a finished plan (an approval after a rejection,
+        // expiry or superseding) changes nothing: record that it was seen.
+        if ps.observed_generation != pgen {
+            let mut seen = ps.clone();
+            seen.observed_generation = pgen;
+            for c in &mut seen.conditions {
+                c.observed_generation = pgen;
+            }
+            write_plan(&plans(ctx, &ns), plan_name, plan.status.as_ref(), seen).await?;
+        }
         return Ok(final_requeue(ctx));
     }
 

@@ -588,6 +588,8 @@ pub struct Guarded {
     pub hook: tokio::task::JoinHandle<()>,
     pub stop: webhook::ShutdownHandle,
     pub config: String,
+    /// The port the webhook serves on.
+    pub port: u16,
 }
 
 impl Drop for Guarded {
@@ -635,6 +637,7 @@ pub async fn guarded_with(
         cert_secret: None,
     };
     hook_tweak(&mut cfg);
+    let port = cfg.addr.port();
     let admin = client("admin").await;
     let stop = webhook::ShutdownHandle::new();
     let stop2 = stop.clone();
@@ -685,5 +688,22 @@ pub async fn guarded_with(
         hook,
         stop,
         config,
+        port,
     }
+}
+
+/// Waits until the operator has processed the plan's latest spec change
+/// (`status.observedGeneration` caught up): proof, instead of a sleep, before
+/// asserting that nothing happened.
+pub async fn wait_plan_observed(ns: &str, plan: &str) {
+    let api = Api::<AIPlan>::namespaced(client("admin").await, ns);
+    wait_for(
+        &format!("AIPlan {plan} observedGeneration"),
+        Duration::from_secs(30),
+        || async {
+            let p = api.get(plan).await.unwrap();
+            p.status.and_then(|s| s.observed_generation) == p.metadata.generation
+        },
+    )
+    .await;
 }
