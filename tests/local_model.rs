@@ -10,8 +10,50 @@ use std::time::Duration;
 use common::*;
 use kubilitics_ai::agent::{LlmConfig, OpenAiPlanner};
 
+/// One fixed case the 0.5B model handles reliably (measured over 5 runs each
+/// with `LOCAL_MODEL_RUNS=5`): the prompt, the tool it must choose and the
+/// arguments it must give. The rest of accuracy lives in `make accuracy`.
+struct Case {
+    name: &'static str,
+    prompt: &'static str,
+    tool: &'static str,
+    args: serde_json::Value,
+    /// A plan (mutating tool) rather than an answer.
+    plans: bool,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "scale",
+            prompt: "scale deployment nginx in namespace {ns} to 5 replicas",
+            tool: "scale_deployment",
+            args: serde_json::json!({"name": "nginx", "replicas": 5}),
+            plans: true,
+        },
+        Case {
+            name: "restart",
+            prompt: "restart deployment nginx in namespace {ns}",
+            tool: "rollout_restart",
+            args: serde_json::json!({"name": "nginx"}),
+            plans: true,
+        },
+        Case {
+            name: "pods",
+            prompt: "list the pods in namespace {ns}",
+            tool: "list_pods",
+            args: serde_json::json!({}),
+            plans: false,
+        },
+    ]
+}
+
+fn generation(d: &k8s_openapi::api::apps::v1::Deployment) -> i64 {
+    d.metadata.generation.unwrap_or(0)
+}
+
 #[tokio::test]
-async fn real_model_investigates_and_plans_behind_the_approval_gate() {
+async fn real_model_picks_the_right_tool_and_arguments_behind_the_gate() {
     let Ok(url) = std::env::var("KUBILITICS_TEST_LLM_URL") else {
         eprintln!(
             "KUBILITICS_TEST_LLM_URL not set: the local model is not running (make test starts it)"
@@ -22,6 +64,10 @@ async fn real_model_investigates_and_plans_behind_the_approval_gate() {
         );
         return;
     };
+    let runs: usize = std::env::var("LOCAL_MODEL_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
     let ns = TestNs::new("model").await;
     deployment(&ns.name, "nginx", 3).await;
     let planner = OpenAiPlanner::new(LlmConfig {
@@ -35,69 +81,81 @@ async fn real_model_investigates_and_plans_behind_the_approval_gate() {
     })
     .unwrap();
     let _op = start_operator_with_planner(&ns.name, Arc::new(planner)).await;
-    ask(
-        "admin",
+    let deployments = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        client("admin").await,
         &ns.name,
-        "scale",
-        &format!(
-            "scale deployment nginx in namespace {} to 5 replicas",
-            ns.name
-        ),
-    )
-    .await;
-    let r = wait_phase_within(
-        &ns.name,
-        "scale",
-        &["AwaitingApproval", "Answered"],
-        Duration::from_secs(300),
-    )
-    .await;
-    let s = r.status.unwrap();
-    eprintln!(
-        "phase {:?}\nanswer:\n{}",
-        s.phase,
-        s.answer.clone().unwrap_or_default()
     );
-    let usage = s.usage.clone().expect("usage is recorded");
-    assert!(
-        usage.llm_calls >= 1 && usage.prompt_tokens > 0 && usage.completion_tokens > 0,
-        "{usage:?}"
-    );
-    // The model called at least one of the offered tools (read-only or plan-only).
-    assert!(
-        !s.investigation.is_empty() || s.plan_ref.is_some(),
-        "the model made no tool call: {:?}",
-        s.answer
-    );
-    // Nothing changed without an approval, whatever the model said.
-    assert_eq!(replicas(&ns.name, "nginx").await, 3);
-    if let (Some(plan), Some(id)) = (s.plan_ref.as_deref(), s.plan_id.as_deref()) {
-        let steps = get_plan(&ns.name, plan).await.status.unwrap().steps;
-        assert!(
-            steps
-                .iter()
-                .all(|st| st.state == kubilitics_ai::api::StepState::Pending)
-        );
-        approve("admin", &ns.name, plan, id).await.unwrap();
-        let done = wait_phase_within(
-            &ns.name,
-            "scale",
-            &["Succeeded", "Failed"],
-            Duration::from_secs(30),
-        )
-        .await;
-        if steps.len() == 1
-            && steps[0].tool == "scale_deployment"
-            && steps[0].arguments["name"] == "nginx"
-        {
+    let mut misses = vec![];
+    for run in 0..runs {
+        for c in cases() {
+            let name = format!("{}-{run}", c.name);
+            let before = deployments.get("nginx").await.unwrap();
+            ask(
+                "admin",
+                &ns.name,
+                &name,
+                &c.prompt.replace("{ns}", &ns.name),
+            )
+            .await;
+            let r = wait_phase_within(
+                &ns.name,
+                &name,
+                &["AwaitingApproval", "Answered", "Failed"],
+                Duration::from_secs(300),
+            )
+            .await;
+            let s = r.status.unwrap();
+            let usage = s.usage.clone().expect("usage is recorded");
+            assert!(usage.llm_calls >= 1 && usage.prompt_tokens > 0, "{usage:?}");
+            // The gate: nothing changed, whatever the model said.
+            let now = deployments.get("nginx").await.unwrap();
             assert_eq!(
-                format!("{:?}", done.status.unwrap().phase.unwrap()),
-                "Succeeded"
+                generation(&now),
+                generation(&before),
+                "{name}: changed without approval"
             );
-            assert_eq!(
-                i64::from(replicas(&ns.name, "nginx").await),
-                steps[0].arguments["replicas"].as_i64().unwrap()
+            let got = if c.plans {
+                match (s.plan_ref.as_deref(), s.plan_id.as_deref()) {
+                    (Some(plan), Some(_)) => {
+                        let steps = get_plan(&ns.name, plan).await.status.unwrap().steps;
+                        steps
+                            .first()
+                            .map(|st| (st.tool.clone(), st.arguments.clone()))
+                    }
+                    _ => None,
+                }
+            } else {
+                s.investigation
+                    .iter()
+                    .find(|t| t.tool == c.tool)
+                    .map(|t| (t.tool.clone(), t.arguments.clone()))
+            };
+            let ok = got.as_ref().is_some_and(|(tool, args)| {
+                tool == c.tool
+                    && c.args
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(k, v)| &args[k] == v)
+            });
+            eprintln!(
+                "[local model] {name}: {} -> {got:?}",
+                if ok { "right" } else { "WRONG" }
             );
+            if !ok {
+                misses.push(format!(
+                    "{name}: expected {} {} got {got:?}; answer {:?}",
+                    c.tool, c.args, s.answer
+                ));
+            }
+            // The scale plan is approved: the model's arguments are what runs.
+            if ok && c.name == "scale" && run + 1 == runs {
+                let (plan, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
+                approve("admin", &ns.name, &plan, &id).await.unwrap();
+                wait_phase_within(&ns.name, &name, &["Succeeded"], Duration::from_secs(60)).await;
+                assert_eq!(replicas(&ns.name, "nginx").await, 5);
+            }
         }
     }
+    assert!(misses.is_empty(), "the local model missed: {misses:#?}");
 }
