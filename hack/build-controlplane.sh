@@ -60,7 +60,7 @@ GO
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  log "kubernetes $K8S_VERSION + etcd $etcd_version: compiling ${K8S_BINS[*]} (step 'go build'; 15-30 min cold on 2 cores)"
+  log "kubernetes $K8S_VERSION + etcd $etcd_version: compiling ${K8S_BINS[*]} (step 'go build'; about 6 min cold on 2 cores)"
   (cd "$work" && go build -trimpath -ldflags "$ld" -o "$K8S_BIN/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3) \
