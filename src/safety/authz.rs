@@ -312,6 +312,62 @@ mod tests {
         );
     }
 
+    fn who(name: &str, uid: Option<&str>) -> Requester {
+        Requester {
+            username: name.into(),
+            uid: uid.map(String::from),
+            groups: vec!["system:authenticated".into()],
+        }
+    }
+
+    #[test]
+    fn separation_of_duties_by_username_or_uid_with_gitops_exempt() {
+        let alice = who("alice", Some("u-1"));
+        let bob = who("bob", Some("u-2"));
+        assert!(separation_of_duties(&alice, &bob, &[]).is_ok());
+        let err = separation_of_duties(&alice, &alice, &[]).unwrap_err();
+        assert!(err.contains("alice requested this plan"), "{err}");
+        // Renamed, same uid: the same person.
+        assert!(separation_of_duties(&alice, &who("alice2", Some("u-1")), &[]).is_err());
+        // No uids: the username decides; two missing uids are not a match.
+        assert!(separation_of_duties(&who("a", None), &who("b", None), &[]).is_ok());
+        assert!(separation_of_duties(&who("a", None), &who("a", None), &[]).is_err());
+        // A GitOps identity may approve what it requested; nobody else gets that.
+        let flux = who("system:serviceaccount:flux-system:kc", Some("u-9"));
+        let gitops = vec![flux.username.clone()];
+        assert!(separation_of_duties(&flux, &flux, &gitops).is_ok());
+        assert!(separation_of_duties(&alice, &alice, &gitops).is_err());
+    }
+
+    #[test]
+    fn approving_is_verb_approve_on_the_exact_plan() {
+        assert_eq!(
+            approve_permission("shop", "scale-1").describe(),
+            "approve aiplans.ai.kubilitics.io scale-1 in namespace shop"
+        );
+    }
+
+    #[test]
+    fn stamped_identity_parses_back_and_empty_fields_are_absent() {
+        let r = who("alice", Some("u-1"));
+        let mut a = std::collections::BTreeMap::new();
+        a.insert(REQUESTER_ANNOTATION.to_string(), identity_annotation(&r));
+        assert_eq!(identity_from(Some(&a), REQUESTER_ANNOTATION), Some(r));
+        a.insert(
+            REQUESTER_ANNOTATION.to_string(),
+            identity_annotation(&who("alice", None)),
+        );
+        assert_eq!(
+            identity_from(Some(&a), REQUESTER_ANNOTATION).unwrap().uid,
+            None
+        );
+        a.insert(
+            REQUESTER_ANNOTATION.to_string(),
+            identity_annotation(&who("", None)),
+        );
+        assert_eq!(identity_from(Some(&a), REQUESTER_ANNOTATION), None);
+    }
+
     #[test]
     fn identity_annotation_round_trips() {
         let r = Requester {
