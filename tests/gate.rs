@@ -15,26 +15,10 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
 };
 use kubilitics_ai::{
-    api::{AIPlan, AIRequest, AIRequestSpec},
+    api::{AIPlan, AIRequest},
     safety::authz::{APPROVED_BY_ANNOTATION, REQUESTER_ANNOTATION},
 };
 use serde_json::json;
-
-fn request(name: &str, prompt: &str) -> AIRequest {
-    AIRequest::new(
-        name,
-        AIRequestSpec {
-            prompt: prompt.into(),
-            ..Default::default()
-        },
-    )
-}
-
-async fn create_as(user: &str, ns: &str, r: &AIRequest) -> Result<AIRequest, kube::Error> {
-    Api::<AIRequest>::namespaced(client(user).await, ns)
-        .create(&PostParams::default(), r)
-        .await
-}
 
 async fn patch_request(
     user: &str,
@@ -60,6 +44,16 @@ fn refused(r: Result<impl std::fmt::Debug, kube::Error>, says: &str) -> String {
         }
         other => panic!("expected a refusal saying {says:?}, got {other:?}"),
     }
+}
+
+/// `user` asks `prompt` as request `name`; returns its plan's name and id.
+async fn planned(user: &str, ns: &str, name: &str, prompt: &str) -> (String, String) {
+    create_as(user, ns, &request(name, prompt)).await.unwrap();
+    let s = wait_phase(ns, name, "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    (s.plan_ref.unwrap(), s.plan_id.unwrap())
 }
 
 fn bind_roles(ns: &str) {
@@ -234,18 +228,7 @@ async fn approving_needs_the_approve_verb_and_rights_on_the_stored_plan() {
     let _g = guarded(&ns.name).await;
     bind_roles(&ns.name);
     deployment(&ns.name, "web", 3).await;
-    create_as(
-        "alice",
-        &ns.name,
-        &request("r", "scale deployment web to 0 replicas"),
-    )
-    .await
-    .unwrap();
-    let s = wait_phase(&ns.name, "r", "AwaitingApproval")
-        .await
-        .status
-        .unwrap();
-    let (plan, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
+    let (plan, id) = planned("alice", &ns.name, "r", "scale deployment web to 0 replicas").await;
 
     // mallory (requester role: may update requests) writes the GitOps approval.
     refused(
@@ -664,18 +647,7 @@ async fn the_operator_checks_the_approval_again_when_admission_was_bypassed() {
     let g = guarded(&ns.name).await;
     bind_roles(&ns.name);
     deployment(&ns.name, "web", 3).await;
-    create_as(
-        "alice",
-        &ns.name,
-        &request("r", "scale deployment web to 1 replicas"),
-    )
-    .await
-    .unwrap();
-    let s = wait_phase(&ns.name, "r", "AwaitingApproval")
-        .await
-        .status
-        .unwrap();
-    let (plan, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
+    let (plan, id) = planned("alice", &ns.name, "r", "scale deployment web to 1 replicas").await;
     // The webhook is taken out (deleted configuration): approvals are no longer
     // stamped. bob's approval passes the identity policy (he holds verb
     // approve), but it carries no approver: the operator refuses to run it.

@@ -12,25 +12,9 @@ use kube::{
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use kubilitics_ai::{
-    api::{AIPlan, AIRequest, AIRequestSpec},
+    api::{AIPlan, AIRequest},
     safety::authz::REQUESTER_ANNOTATION,
 };
-
-fn request(name: &str, prompt: &str) -> AIRequest {
-    AIRequest::new(
-        name,
-        AIRequestSpec {
-            prompt: prompt.into(),
-            ..Default::default()
-        },
-    )
-}
-
-async fn create_as(user: &str, ns: &str, r: &AIRequest) -> Result<AIRequest, kube::Error> {
-    Api::<AIRequest>::namespaced(client(user).await, ns)
-        .create(&PostParams::default(), r)
-        .await
-}
 
 #[tokio::test]
 async fn requester_identity_is_stamped_and_cannot_be_forged() {

@@ -491,15 +491,13 @@ async fn mutate_request(
     State(s): State<Arc<Shared>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let req = match parse(review) {
-        Ok(r) => r,
-        Err(j) => return *j,
-    };
-    let Some(obj) = req.object.as_ref() else {
-        return respond(&req, Ok(vec![]));
-    };
-    let result = admit_request(&s, &req, obj).await;
-    respond(&req, result)
+    match parse(review) {
+        Ok(req) => match req.object.as_ref() {
+            Some(obj) => respond(&req, admit_request(&s, &req, obj).await),
+            None => respond(&req, Ok(vec![])),
+        },
+        Err(j) => *j,
+    }
 }
 
 async fn admit_request(
@@ -600,15 +598,13 @@ async fn mutate_plan(
     State(s): State<Arc<Shared>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let req = match parse(review) {
-        Ok(r) => r,
-        Err(j) => return *j,
-    };
-    let Some(obj) = req.object.as_ref() else {
-        return respond(&req, Ok(vec![]));
-    };
-    let result = admit_plan(&s, &req, obj).await;
-    respond(&req, result)
+    match parse(review) {
+        Ok(req) => match req.object.as_ref() {
+            Some(obj) => respond(&req, admit_plan(&s, &req, obj).await),
+            None => respond(&req, Ok(vec![])),
+        },
+        Err(j) => *j,
+    }
 }
 
 async fn admit_plan(

@@ -707,3 +707,21 @@ pub async fn wait_plan_observed(ns: &str, plan: &str) {
     )
     .await;
 }
+
+/// An AIRequest with this prompt.
+pub fn request(name: &str, prompt: &str) -> AIRequest {
+    AIRequest::new(
+        name,
+        AIRequestSpec {
+            prompt: prompt.into(),
+            ..Default::default()
+        },
+    )
+}
+
+/// Creates an AIRequest as `user`, returning the API server's answer.
+pub async fn create_as(user: &str, ns: &str, r: &AIRequest) -> Result<AIRequest, kube::Error> {
+    Api::<AIRequest>::namespaced(client(user).await, ns)
+        .create(&PostParams::default(), r)
+        .await
+}
