@@ -12,6 +12,7 @@
 //!   builtin planner passes fewer cases of a class than recorded there;
 //!   `ACCURACY_FLOOR_UPDATE=1` records the current scores instead.
 //! - `ACCURACY_RESULTS=<path>` writes the results elsewhere; `-` does not write them.
+//! - `ACCURACY_CASES=<path>` reads other cases (e.g. fresh phrasings, before adding them).
 //!
 //! The builtin run needs no cluster: name lookups are answered from each case's
 //! `workloads` fixture through the same [`WorkloadLookup`] trait the planner
@@ -364,13 +365,15 @@ fn check_floor(path: &str, rows: &[Row]) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = std::fs::read_to_string(CASES).with_context(|| format!("reading {CASES}"))?;
+    let cases_path = std::env::var("ACCURACY_CASES").unwrap_or_else(|_| CASES.into());
+    let text =
+        std::fs::read_to_string(&cases_path).with_context(|| format!("reading {cases_path}"))?;
     let cases: Vec<Case> =
-        serde_norway::from_str(&text).with_context(|| format!("parsing {CASES}"))?;
+        serde_norway::from_str(&text).with_context(|| format!("parsing {cases_path}"))?;
     for c in &cases {
         if !CLASSES.iter().any(|(k, _)| *k == c.class) {
             bail!(
-                "{CASES}: unknown class {:?} in case {:?}",
+                "{cases_path}: unknown class {:?} in case {:?}",
                 c.class,
                 c.prompt
             );
@@ -378,16 +381,16 @@ async fn main() -> anyhow::Result<()> {
         if let Expect::Nothing(s) = &c.expect
             && s != "none"
         {
-            bail!("{CASES}: expect must be `none` or a list of steps, not {s:?}");
+            bail!("{cases_path}: expect must be `none` or a list of steps, not {s:?}");
         }
     }
     let shared = overlaps(&cases)?;
     if !shared.is_empty() {
         bail!(
-            "these prompts of {CASES} also appear in unit tests under src/; rephrase one of each: {shared:?}"
+            "these prompts of {cases_path} also appear in unit tests under src/; rephrase one of each: {shared:?}"
         );
     }
-    println!("{} cases from {CASES}", cases.len());
+    println!("{} cases from {cases_path}", cases.len());
 
     let mut rows = vec![];
     for case in &cases {
@@ -413,7 +416,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n{builtin_table}");
     let mut results = format!(
         "# Planner accuracy\n\nWritten by `cargo run --example accuracy` (never by hand) from the {} cases in \
-         [`{CASES}`](../../{CASES}).\n\n{builtin_table}",
+         [`{cases_path}`](../../{cases_path}).\n\n{builtin_table}",
         cases.len()
     );
 

@@ -485,6 +485,7 @@ static STOP: &[&str] = &[
     "recently",
     "again",
     "existing",
+    "well",
     "available",
     "ready",
     "healthy",
@@ -704,7 +705,7 @@ static NAMESPACE_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     ]
 });
 static TRAILING_IN: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:^|\s)(?:in|on)\s+(?:the\s+)?[`'\x22]?([a-z0-9][-a-z0-9]*)[`'\x22]?\s*[.!?]*\s*$")
+    re(r"(?:^|\s)in\s+(?:the\s+)?[`'\x22]?([a-z0-9][-a-z0-9]*)[`'\x22]?\s*[.!?]*\s*$")
 });
 /// "scale web in shop to 3": "in X" right before the count.
 static MIDDLE_IN: LazyLock<Regex> =
@@ -717,7 +718,7 @@ static REPLICAS_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         re(r"--replicas[=\s]+(-?\d+)"),
         re(r"(?:^|\s)(?:it|that|this|them)\s+(-?\d+)\b"),
         re(r"(?:^|\s)(?:actually|instead|just|make)[,\s]+(-?\d+)\b"),
-        re(r"(?:^|\s)(-?\d+)\s+instead\b"),
+        re(r"(?:^|\s)(-?\d+)\s*,?\s+(?:instead|actually)\b"),
     ]
 });
 /// Changes relative to the current count, which the builtin planner does not
@@ -892,6 +893,7 @@ fn count_digits(text: &str) -> String {
                 | "fewer"
                 | "less"
                 | "additional"
+                | "actually"
         );
         match n {
             Some(n) if count_position => out.push(format!("{n}{}", &w[b.len()..])),
@@ -1394,7 +1396,11 @@ fn parse_clause(clause: &str) -> Vec<Intent> {
             "I do not stop workloads by that word. To stop all of its pods, ask to scale it to zero: \"scale {} to 0\".",
             what.as_deref().unwrap_or("<name>")
         ))
-    } else if has("same") && !has_any(&["what", "why", "how", "is", "are"]) {
+    } else if (has("same")
+        || ((has_any(&["also", "too"]) || text.contains("as well"))
+            && (has("do") || !CLAUSE_VERBS.iter().any(|v| has(v)))))
+        && !has_any(&["what", "why", "how", "is", "are"])
+    {
         let target = if strong_name {
             Loose::One(name.clone().unwrap_or_default())
         } else {
@@ -1469,12 +1475,21 @@ enum Loose {
 
 fn loose_names(scrubbed: &str) -> Loose {
     let toks = list_tokens(scrubbed);
-    let idx: Vec<usize> = toks
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| is_name(w) && !NUMBER_WORDS.contains(&w.as_str()))
-        .map(|(i, _)| i)
-        .collect();
+    let candidates = |from: usize| -> Vec<usize> {
+        toks.iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, w)| is_name(w) && !NUMBER_WORDS.contains(&w.as_str()))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    // The object of a request follows its verb ("we need more capacity, scale
+    // frontend to 8"); before it only when nothing follows ("api restart pls").
+    let verb = toks.iter().position(|w| CHANGE_VERBS.contains(&w.as_str()));
+    let idx = match verb.map(|v| candidates(v + 1)) {
+        Some(after) if !after.is_empty() => after,
+        _ => candidates(0),
+    };
     let names: Vec<String> = idx.iter().map(|i| toks[*i].clone()).collect();
     match names.len() {
         0 => Loose::None,
@@ -1724,6 +1739,13 @@ mod tests {
             Some("ops"),
         );
         scale("scale sts/kafka to 1 -n data", "kafka", 1, Some("data"));
+        // The object follows the verb; a trailing "on X" is not a namespace.
+        scale("traffic is up, scale ingest up to 5", "ingest", 5, None);
+        let i = p("trigger a rolling restart on mailer");
+        assert_eq!(
+            (i.action, i.name.as_deref(), i.namespace),
+            (Action::Restart, Some("mailer"), None)
+        );
         let i = p("do a rolling restart of deploy/auth");
         assert_eq!(
             (i.action, i.name.as_deref()),
@@ -1864,6 +1886,21 @@ mod tests {
         );
         let v = steps("scale ledger to 2 then restart it");
         assert_eq!(v[1].0, Action::Restart);
+        let i = p("7, actually");
+        assert!(
+            i.action == Action::Scale && i.refers_back && i.replicas == Some(7),
+            "{i:?}"
+        );
+        let i = p("bounce it as well");
+        assert!(
+            i.action == Action::Restart && i.refers_back && i.name.is_none(),
+            "{i:?}"
+        );
+        let i = p("do billing too");
+        assert_eq!(
+            (i.action, i.name.as_deref()),
+            (Action::Repeat, Some("billing"))
+        );
     }
 
     #[test]
