@@ -639,3 +639,51 @@ async fn names_without_a_kind_resolve_and_several_actions_make_one_plan() {
     let answer = s.answer.unwrap_or_default();
     assert!(answer.contains("Did you mean Deployment `web`"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_conversation_refers_back_to_its_last_object() {
+    let ns = TestNs::new("conv").await;
+    let _op = start_operator(&ns.name, |_| {}).await;
+    deployment(&ns.name, "web", 1).await;
+    let api = Api::<AIRequest>::namespaced(client("admin").await, &ns.name);
+    let turn = |name: &str, prompt: &str| {
+        AIRequest::new(
+            name,
+            kubilitics_ai::api::AIRequestSpec {
+                prompt: prompt.into(),
+                conversation: Some("thread-1".into()),
+                ..Default::default()
+            },
+        )
+    };
+    api.create(&PostParams::default(), &turn("t1", "scale web to 3"))
+        .await
+        .unwrap();
+    wait_phase(&ns.name, "t1", "AwaitingApproval").await;
+    // Creation timestamps have second resolution: the next turn must be later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.create(&PostParams::default(), &turn("t2", "actually make it 4"))
+        .await
+        .unwrap();
+    let s = wait_phase(&ns.name, "t2", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    let plan = Api::<AIPlan>::namespaced(client("admin").await, &ns.name)
+        .get(&s.plan_ref.unwrap())
+        .await
+        .unwrap();
+    let step = &plan.status.unwrap().steps[0];
+    assert_eq!(
+        (
+            step.tool.as_str(),
+            &step.arguments["name"],
+            &step.arguments["replicas"]
+        ),
+        (
+            "scale_deployment",
+            &serde_json::json!("web"),
+            &serde_json::json!(4)
+        )
+    );
+}
