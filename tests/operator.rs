@@ -615,3 +615,104 @@ async fn invalid_manifests_are_rejected_at_admission_with_clear_messages() {
         assert!(s.message.contains(expect), "{}", s.message);
     }
 }
+
+#[tokio::test]
+async fn names_without_a_kind_resolve_and_several_actions_make_one_plan() {
+    let ns = TestNs::new("names").await;
+    let _op = start_operator(&ns.name, |_| {}).await;
+    deployment(&ns.name, "web", 1).await;
+    deployment(&ns.name, "api", 1).await;
+
+    // No kind word, two actions: one plan, steps in the order asked.
+    ask(
+        "admin",
+        &ns.name,
+        "two",
+        "scale web to 2 and then restart api",
+    )
+    .await;
+    let r = wait_phase(&ns.name, "two", "AwaitingApproval").await;
+    let s = r.status.unwrap();
+    let answer = s.answer.clone().unwrap_or_default();
+    assert!(answer.contains("`web` is a Deployment"), "{answer}");
+    let lookup = s
+        .investigation
+        .iter()
+        .find(|c| c.tool == "find_workload")
+        .expect("the name was looked up with find_workload");
+    assert_eq!(lookup.outcome, "Succeeded");
+    let plan = Api::<AIPlan>::namespaced(client("admin").await, &ns.name)
+        .get(&s.plan_ref.unwrap())
+        .await
+        .unwrap();
+    let steps = plan.status.unwrap().steps;
+    let tools: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s.tool.as_str(),
+                s.arguments["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tools,
+        [("scale_deployment", "web"), ("rollout_restart", "api")]
+    );
+
+    // A name that is not there: no plan, and the close name is offered.
+    ask("admin", &ns.name, "typo", "restart wbe please").await;
+    let r = wait_phase(&ns.name, "typo", "Answered").await;
+    let s = r.status.unwrap();
+    assert!(s.plan_ref.is_none());
+    let answer = s.answer.unwrap_or_default();
+    assert!(answer.contains("Did you mean Deployment `web`"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_conversation_refers_back_to_its_last_object() {
+    let ns = TestNs::new("conv").await;
+    let _op = start_operator(&ns.name, |_| {}).await;
+    deployment(&ns.name, "web", 1).await;
+    let api = Api::<AIRequest>::namespaced(client("admin").await, &ns.name);
+    let turn = |name: &str, prompt: &str| {
+        AIRequest::new(
+            name,
+            kubilitics_ai::api::AIRequestSpec {
+                prompt: prompt.into(),
+                conversation: Some("thread-1".into()),
+                ..Default::default()
+            },
+        )
+    };
+    api.create(&PostParams::default(), &turn("t1", "scale web to 3"))
+        .await
+        .unwrap();
+    wait_phase(&ns.name, "t1", "AwaitingApproval").await;
+    // Creation timestamps have second resolution: the next turn must be later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.create(&PostParams::default(), &turn("t2", "actually make it 4"))
+        .await
+        .unwrap();
+    let s = wait_phase(&ns.name, "t2", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    let plan = Api::<AIPlan>::namespaced(client("admin").await, &ns.name)
+        .get(&s.plan_ref.unwrap())
+        .await
+        .unwrap();
+    let step = &plan.status.unwrap().steps[0];
+    assert_eq!(
+        (
+            step.tool.as_str(),
+            &step.arguments["name"],
+            &step.arguments["replicas"]
+        ),
+        (
+            "scale_deployment",
+            &serde_json::json!("web"),
+            &serde_json::json!(4)
+        )
+    );
+}

@@ -262,3 +262,35 @@ async fn prompts_cannot_talk_their_way_past_the_guardrails() {
     .delete(&name, &Default::default())
     .await;
 }
+
+#[tokio::test]
+async fn a_workload_name_is_looked_up_under_the_requesters_rbac() {
+    let ns = TestNs::new("lookup").await;
+    let _g = guarded(&ns.name).await;
+    deployment(&ns.name, "web", 1).await;
+    bind(&ns.name, "alice", "kubilitics-ai-requester");
+    // "web" without its kind needs list deployments + statefulsets: alice has neither.
+    create_as("alice", &ns.name, &request("scale", "scale web to 2"))
+        .await
+        .unwrap();
+    let s = wait_phase(&ns.name, "scale", "Answered")
+        .await
+        .status
+        .unwrap();
+    assert!(
+        s.answer
+            .as_deref()
+            .unwrap_or_default()
+            .contains("alice may not list deployments.apps in namespace"),
+        "{:?}",
+        s.answer
+    );
+    assert!(s.plan_ref.is_none());
+    assert_eq!(
+        (
+            s.investigation[0].tool.as_str(),
+            s.investigation[0].outcome.as_str()
+        ),
+        ("find_workload", "Denied")
+    );
+}

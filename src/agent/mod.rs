@@ -2,7 +2,7 @@
 //! (maybe) mutations to plan. Planners sit behind [`Planner`] so the offline
 //! builtin planner and an LLM planner are interchangeable.
 
-mod builtin;
+pub mod builtin;
 pub mod intent;
 pub mod openai;
 pub mod schema;

@@ -202,6 +202,8 @@ pub fn system_prompt(namespace: &str, mode: Mode) -> String {
 - Plan-only tools (scale_deployment, rollout_restart, delete_pod, create_configmap) do NOT change anything: \
 each call adds a step to a plan that a human reviews and approves by its exact plan id. Never claim a change \
 was made; say what the plan will do.\n\
+- When the user names a workload without its kind (\"scale nginx to 5\"), resolve the name with find_workload \
+before proposing a change, and ask when it finds several or none.\n\
 - {mode_rule}\n\
 \n\
 ## Safety rules\n\
@@ -497,5 +499,9 @@ mod tests {
     fn system_prompt_states_the_rules() {
         let p = system_prompt("shop", Mode::ReadOnly);
         assert!(p.contains("`shop`") && p.contains("ReadOnly") && p.contains("never instructions"));
+        assert!(
+            p.contains("find_workload"),
+            "names are resolved before changes"
+        );
     }
 }

@@ -120,6 +120,7 @@ mod tests {
             "describe_resource",
             "get_events",
             "get_cluster_health",
+            "find_workload",
             "scale_deployment",
             "rollout_restart",
             "delete_pod",

@@ -198,6 +198,10 @@ pub fn read_permissions(call: &ReadCall) -> Vec<Permission> {
             Permission::cluster("list", "", "pods"),
             Permission::cluster("list", "apps", "deployments"),
         ],
+        ReadCall::FindWorkload { namespace, .. } => vec![
+            Permission::ns("list", "apps", "deployments", namespace),
+            Permission::ns("list", "apps", "statefulsets", namespace),
+        ],
     }
 }
 

@@ -6,10 +6,14 @@
 //! so no read-only path can reach a mutating call.
 
 mod format;
+mod lookup;
 mod mutate;
 mod read;
 
 pub use format::age;
+pub use lookup::{
+    Resolution, Workload, WorkloadLookup, describe_resolution, edit_distance, resolve,
+};
 pub use mutate::{Check, GENERIC_KINDS, Mutation, PatchStrategy, WorkloadKind, diff, generic_kind};
 pub use read::{ReadCall, ReadTools};
 

@@ -1,7 +1,9 @@
 //! Read-only tools: the only tools that run without approval.
 
+use std::future::Future;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
@@ -14,8 +16,8 @@ use kube::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::ToolError;
 use super::format::{age, table};
+use super::{ToolError, Workload, WorkloadKind, WorkloadLookup, describe_resolution};
 use crate::api::ToolCall;
 use crate::safety::redact;
 
@@ -70,6 +72,10 @@ pub enum ReadCall {
     },
     /// Nodes, and workloads that are not healthy, across the cluster.
     GetClusterHealth {},
+    /// Which Deployment or StatefulSet a name means in a namespace: the match
+    /// with its kind, several matches, or close names when there is none.
+    /// Call it before proposing a change to a workload named without its kind.
+    FindWorkload { namespace: String, name: String },
 }
 
 impl ReadCall {
@@ -85,6 +91,7 @@ impl ReadCall {
             ReadCall::DescribeResource { .. } => "describe_resource",
             ReadCall::GetEvents { .. } => "get_events",
             ReadCall::GetClusterHealth {} => "get_cluster_health",
+            ReadCall::FindWorkload { .. } => "find_workload",
         }
     }
 
@@ -122,19 +129,31 @@ impl ReadTools {
 
     /// Runs a call, recording it for the investigation log and metrics.
     pub async fn run(&self, call: &ReadCall) -> (Result<String, ToolError>, ToolCall) {
+        self.recorded(call, async {
+            self.dispatch(call).await.map(|s| {
+                let s = redact(&s);
+                crate::api::truncate(&s, MAX_OUTPUT)
+            })
+        })
+        .await
+    }
+
+    /// Checks `call` against the requester's RBAC, then runs `work` (which
+    /// does what `call` says) and records it for the investigation log and metrics.
+    async fn recorded<T>(
+        &self,
+        call: &ReadCall,
+        work: impl Future<Output = Result<T, ToolError>>,
+    ) -> (Result<T, ToolError>, ToolCall) {
         let started = Instant::now();
         let allowed = match &self.authz {
             Some(a) => a.check(&crate::safety::authz::read_permissions(call)).await,
             None => Ok(()),
         };
         let result = match allowed {
-            Ok(()) => self.dispatch(call).await,
+            Ok(()) => work.await,
             Err(e) => Err(e),
-        }
-        .map(|s| {
-            let s = redact(&s);
-            crate::api::truncate(&s, MAX_OUTPUT)
-        });
+        };
         let outcome = match &result {
             Ok(_) => "Succeeded",
             Err(ToolError::Forbidden(_)) => "Denied",
@@ -196,7 +215,40 @@ impl ReadTools {
                 self.events(namespace, name.as_deref()).await
             }
             ReadCall::GetClusterHealth {} => self.cluster_health().await,
+            ReadCall::FindWorkload { namespace, name } => {
+                let all = self.list_workloads(namespace).await?;
+                Ok(describe_resolution(namespace, name, &all))
+            }
         }
+    }
+
+    /// The Deployments and StatefulSets of a namespace, by name.
+    async fn list_workloads(&self, ns: &str) -> Result<Vec<Workload>, ToolError> {
+        let lp = ListParams::default();
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(|e| Self::list_err(e, "deployments", ns))?;
+        let statefulsets = Api::<StatefulSet>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(|e| Self::list_err(e, "statefulsets", ns))?;
+        let mut out: Vec<Workload> = deployments
+            .items
+            .iter()
+            .map(|d| Workload {
+                kind: WorkloadKind::Deployment,
+                name: d.name_any(),
+                replicas: d.spec.as_ref().and_then(|s| s.replicas),
+            })
+            .chain(statefulsets.items.iter().map(|s| Workload {
+                kind: WorkloadKind::StatefulSet,
+                name: s.name_any(),
+                replicas: s.spec.as_ref().and_then(|s| s.replicas),
+            }))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     fn list_err(e: kube::Error, kind: &str, namespace: &str) -> ToolError {
@@ -657,6 +709,24 @@ impl ReadTools {
             ));
         }
         Ok(out)
+    }
+}
+
+/// The live lookup: a `find_workload` call, so the requester's RBAC applies
+/// and the lookup shows in `status.investigation`.
+#[async_trait]
+impl WorkloadLookup for ReadTools {
+    async fn workloads(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> (Result<Vec<Workload>, ToolError>, Option<ToolCall>) {
+        let call = ReadCall::FindWorkload {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let (result, record) = self.recorded(&call, self.list_workloads(namespace)).await;
+        (result, Some(record))
     }
 }
 
