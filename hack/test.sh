@@ -39,6 +39,12 @@ HADOLINT="$CACHE_DIR/py/bin/hadolint"
 log "unit tests (step 'cargo test --lib')"
 cargo test --lib --bins --test crds
 
+# The builtin planner's accuracy on examples/accuracy/cases.yaml (data, sharing no prompt with the
+# unit tests): fails when it drops below the score recorded in docs/accuracy/floor.txt.
+log "builtin planner accuracy (step 'accuracy floor')"
+ACCURACY_BUILTIN_ONLY=1 ACCURACY_FLOOR_FILE=docs/accuracy/floor.txt ACCURACY_RESULTS=- cargo run --quiet --example accuracy \
+  || die "step 'accuracy' dropped below docs/accuracy/floor.txt"
+
 # A real local LLM (llama.cpp + Qwen2.5-Coder-0.5B) behind the OpenAI-compatible API.
 log "local LLM (step 'hack/llm/install.sh'; ~5.5 min the first time, then cached)"
 start_llm
