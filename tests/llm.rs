@@ -186,7 +186,8 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
         .iter()
         .filter_map(|t| t["function"]["name"].as_str())
         .collect();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 16, "{names:?}");
+    assert!(names.contains(&"find_workload"), "{names:?}");
     assert_eq!(first["messages"][0]["role"], "system");
     assert!(
         first["messages"][0]["content"]
