@@ -724,4 +724,46 @@ pub async fn create_as(user: &str, ns: &str, r: &AIRequest) -> Result<AIRequest,
     Api::<AIRequest>::namespaced(client(user).await, ns)
         .create(&PostParams::default(), r)
         .await
+
+/// Like [`operator_process`], with its own kubeconfig (e.g. one that goes
+/// through a recording proxy) and extra environment variables.
+pub fn operator_process_with(
+    ns: &str,
+    name: &str,
+    lease: Option<&str>,
+    failpoint: Option<&str>,
+    kubeconfig: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cluster_dir().join(format!("logs/operator-{ns}.log")))
+        .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
+    cmd.args([
+        "run",
+        "--insecure-dev-mode",
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])
+    .env("POD_NAME", name)
+    .env("POD_NAMESPACE", ns)
+    .env("KUBECONFIG", kubeconfig)
+    .env("RUST_LOG", "info,kube=warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(log);
+    if let Some(f) = failpoint {
+        cmd.env("KUBILITICS_AI_FAILPOINT", f);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(lease) = lease {
+        cmd.args(["--leader-elect", "--leader-lease-duration", lease])
+            .args(["--leader-retry", "1s"]);
+    }
+    cmd.spawn().expect("spawn operator")
 }
