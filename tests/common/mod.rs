@@ -724,6 +724,7 @@ pub async fn create_as(user: &str, ns: &str, r: &AIRequest) -> Result<AIRequest,
     Api::<AIRequest>::namespaced(client(user).await, ns)
         .create(&PostParams::default(), r)
         .await
+}
 
 /// Like [`operator_process`], with its own kubeconfig (e.g. one that goes
 /// through a recording proxy) and extra environment variables.
