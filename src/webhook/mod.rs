@@ -487,17 +487,43 @@ fn spec_field<'a>(o: Option<&'a DynamicObject>, field: &str) -> Option<&'a Value
         .filter(|v| !v.is_null())
 }
 
+/// Which kind an admission review is for.
+#[derive(Clone, Copy)]
+enum Kind {
+    Request,
+    Plan,
+}
+
 async fn mutate_request(
     State(s): State<Arc<Shared>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    match parse(review) {
-        Ok(req) => match req.object.as_ref() {
-            Some(obj) => respond(&req, admit_request(&s, &req, obj).await),
-            None => respond(&req, Ok(vec![])),
-        },
-        Err(j) => *j,
-    }
+    admit(&s, review, Kind::Request).await
+}
+
+async fn mutate_plan(
+    State(s): State<Arc<Shared>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    admit(&s, review, Kind::Plan).await
+}
+
+/// One admission review: parse, decide for its kind, answer.
+async fn admit(
+    s: &Shared,
+    review: AdmissionReview<DynamicObject>,
+    kind: Kind,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let req = match parse(review) {
+        Ok(r) => r,
+        Err(j) => return *j,
+    };
+    let result = match (req.object.as_ref(), kind) {
+        (None, _) => Ok(vec![]),
+        (Some(obj), Kind::Request) => admit_request(s, &req, obj).await,
+        (Some(obj), Kind::Plan) => admit_plan(s, &req, obj).await,
+    };
+    respond(&req, result)
 }
 
 async fn admit_request(
@@ -591,19 +617,6 @@ async fn admit_request(
             ))
         }
         _ => Ok(vec![]),
-    }
-}
-
-async fn mutate_plan(
-    State(s): State<Arc<Shared>>,
-    Json(review): Json<AdmissionReview<DynamicObject>>,
-) -> Json<AdmissionReview<DynamicObject>> {
-    match parse(review) {
-        Ok(req) => match req.object.as_ref() {
-            Some(obj) => respond(&req, admit_plan(&s, &req, obj).await),
-            None => respond(&req, Ok(vec![])),
-        },
-        Err(j) => *j,
     }
 }
 

@@ -284,34 +284,7 @@ pub fn operator_process(
     lease: Option<&str>,
     failpoint: Option<&str>,
 ) -> std::process::Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(cluster_dir().join(format!("logs/operator-{ns}.log")))
-        .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
-    cmd.args([
-        "run",
-        "--insecure-dev-mode",
-        "--namespace",
-        ns,
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ])
-    .env("POD_NAME", name)
-    .env("POD_NAMESPACE", ns)
-    .env("KUBECONFIG", kubeconfig("admin"))
-    .env("RUST_LOG", "info,kube=warn")
-    .stdout(std::process::Stdio::null())
-    .stderr(log);
-    if let Some(f) = failpoint {
-        cmd.env("KUBILITICS_AI_FAILPOINT", f);
-    }
-    if let Some(lease) = lease {
-        cmd.args(["--leader-elect", "--leader-lease-duration", lease])
-            .args(["--leader-retry", "1s"]);
-    }
-    cmd.spawn().expect("spawn operator")
+    operator_process_with(ns, name, lease, failpoint, &kubeconfig("admin"), &[])
 }
 
 /// Who holds the operator's leader Lease in `ns` (None also while it cannot be read).
