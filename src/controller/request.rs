@@ -1083,7 +1083,7 @@ async fn gate(
         return Ok(Err(why));
     }
     let authz = Authorizer::new(ctx.client.clone(), approver.clone());
-    let mut perms = vec![approve_permission(&ns, &plan.name_any())];
+    let mut perms = vec![approve_permission(&ns, Some(&plan.name_any()))];
     for step in &ps.steps {
         match crate::tools::Mutation::from_step(step) {
             Ok(m) => perms.extend(mutation_permissions(&m)),

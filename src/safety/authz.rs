@@ -75,10 +75,11 @@ pub fn separation_of_duties(
 }
 
 /// Approving is a permission of its own, like CSR approval in Kubernetes:
-/// verb `approve` on the exact `aiplans` object.
-pub fn approve_permission(namespace: &str, plan: &str) -> Permission {
+/// verb `approve` on the exact `aiplans` object (any plan in the namespace
+/// when there is none yet, e.g. an `approvedPlanId` set at creation).
+pub fn approve_permission(namespace: &str, plan: Option<&str>) -> Permission {
     Permission {
-        name: Some(plan.to_string()),
+        name: plan.map(String::from),
         ..Permission::ns("approve", "ai.kubilitics.io", "aiplans", namespace)
     }
 }
@@ -346,8 +347,12 @@ mod tests {
     #[test]
     fn approving_is_verb_approve_on_the_exact_plan() {
         assert_eq!(
-            approve_permission("shop", "scale-1").describe(),
+            approve_permission("shop", Some("scale-1")).describe(),
             "approve aiplans.ai.kubilitics.io scale-1 in namespace shop"
+        );
+        assert_eq!(
+            approve_permission("shop", None).describe(),
+            "approve aiplans.ai.kubilitics.io in namespace shop"
         );
     }
 

@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 
 use crate::api::{AIPlan, AIRequest, MANAGER, Requester};
 use crate::safety::authz::{
-    APPROVED_BY_ANNOTATION, Authorizer, Permission, REQUESTER_ANNOTATION, approve_permission,
+    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, approve_permission,
     identity_annotation, identity_from, mutation_permissions, separation_of_duties,
 };
 use crate::tools::Mutation;
@@ -709,15 +709,8 @@ async fn check_approval(
         separation_of_duties(r, user, &s.gitops_identities)?;
     }
     let authz = Authorizer::new(s.client.clone(), user.clone());
-    let perm = match plan_name {
-        Some(p) => approve_permission(ns, p),
-        None => Permission {
-            name: None,
-            ..approve_permission(ns, "")
-        },
-    };
     authz
-        .check(&[perm])
+        .check(&[approve_permission(ns, plan_name)])
         .await
         .map_err(|e| format!("{e}: approving needs verb approve on aiplans.ai.kubilitics.io (the kubilitics-ai-approver ClusterRole)"))?;
     if approving {
