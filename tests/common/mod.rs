@@ -524,6 +524,58 @@ pub fn bind(ns: &str, user: &str, cluster_role: &str) {
         ],
         None,
     );
+    wait_bound(ns, user, cluster_role);
+}
+
+/// The RBAC authorizer learns of a new binding from a watch: a request sent right after
+/// `create rolebinding` can still be refused (seen in CI). Waits until the API server
+/// grants `user` the first rule of `cluster_role` in `ns`.
+fn wait_bound(ns: &str, user: &str, cluster_role: &str) {
+    let role: serde_json::Value = serde_json::from_str(&tool(
+        "kubectl",
+        &["get", "clusterrole", cluster_role, "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    let Some(rule) = role["rules"].as_array().and_then(|r| {
+        r.iter()
+            .find(|r| r["resources"].is_array() && r["resourceNames"].is_null())
+    }) else {
+        return;
+    };
+    let first = |k: &str| rule[k][0].as_str().unwrap_or_default().to_string();
+    let (verb, group) = (first("verbs"), first("apiGroups"));
+    let resource = match group.as_str() {
+        "" => first("resources"),
+        g => format!("{}.{g}", first("resources")),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = std::process::Command::new("bash")
+            .args([
+                "-c",
+                "source hack/lib.sh && kubectl auth can-i \"$@\"",
+                "can-i",
+                &verb,
+                &resource,
+                "-n",
+                ns,
+                "--as",
+                user,
+            ])
+            .current_dir(repo())
+            .env("KUBECONFIG", kubeconfig("admin"))
+            .output()
+            .expect("kubectl auth can-i");
+        if String::from_utf8_lossy(&out.stdout).trim() == "yes" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{user} still cannot {verb} {resource} in {ns} after binding {cluster_role}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits until every replica of a Deployment is ready (kwok runs its pods).
