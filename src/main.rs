@@ -83,6 +83,11 @@ struct RunArgs {
     /// Most steps one plan may have.
     #[arg(long, env = "KUBILITICS_MAX_STEPS", default_value_t = 10)]
     max_steps: usize,
+    /// Refuse apply_manifest/patch_resource steps with risky content (privileged or
+    /// host-namespace pods, hostPath, added capabilities, another ServiceAccount, LoadBalancer/
+    /// NodePort/ExternalName Services, externalIPs) instead of planning them as High risk.
+    #[arg(long, env = "KUBILITICS_BLOCK_RISKY_CONTENT", default_value_t = false)]
+    block_risky_content: bool,
     /// Requests reconciled in parallel.
     #[arg(long, env = "KUBILITICS_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -263,6 +268,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             protected_namespaces: args.protected_namespaces,
             max_replicas: args.max_replicas,
             max_steps: args.max_steps,
+            block_risky_content: args.block_risky_content,
         },
         failpoint: FailPoint::from_env(),
         instance: std::env::var("POD_NAME").ok(),
@@ -391,7 +397,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.set(true);
         tokio::select! {
             _ = elector.acquire() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = shutdown_signal() => return Ok(()),
         }
         let result = tokio::select! {
             r = controller::run(client, config, planner, ready) => r,
@@ -411,6 +417,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     server.abort();
     result
+}
+
+/// SIGINT or SIGTERM. As PID 1 in a container the kernel ignores SIGTERM unless the
+/// process handles it, so a standby waiting for leadership must listen too.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// Identities are trustworthy only with the shipped identity policy in force

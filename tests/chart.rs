@@ -32,6 +32,8 @@ fn chart_lints_and_its_schema_rejects_bad_values() {
         "kind: ClusterRole",
         "kind: ServiceAccount",
         "readOnlyRootFilesystem: true",
+        // The release namespace is protected like kube-system.
+        r#"KUBILITICS_PROTECTED_NAMESPACES, value: "kube-system,kube-public,kube-node-lease,kubilitics-system""#,
     ] {
         assert!(rendered.contains(kind), "missing {kind}");
     }
@@ -140,6 +142,36 @@ async fn operator_runs_as_the_charts_service_account() {
     bind(&ns.name, "bob", "kubilitics-ai-approver");
     bind(&ns.name, "bob", "edit");
     let sa = format!("system:serviceaccount:{RELEASE_NS}:kubilitics-ai");
+    // The ServiceAccount may patch its own webhook configuration and no other, nor create one.
+    {
+        use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+        let hooks = Api::<MutatingWebhookConfiguration>::all(client_as(&sa).await);
+        let evil: MutatingWebhookConfiguration =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "kubilitics-ai-evil"}}))
+                .unwrap();
+        let refused = hooks.create(&Default::default(), &evil).await.unwrap_err();
+        assert!(
+            matches!(&refused, kube::Error::Api(s) if s.code == 403),
+            "{refused}"
+        );
+        let other = kube::api::Patch::Apply(&evil);
+        let refused = hooks
+            .patch(
+                "kubilitics-ai-evil",
+                &kube::api::PatchParams::apply("x"),
+                &other,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, kube::Error::Api(s) if s.code == 403),
+            "{refused}"
+        );
+        hooks
+            .get(&format!("kubilitics-ai-{RELEASE_NS}"))
+            .await
+            .expect("the chart created the operator's webhook configuration");
+    }
     // Operator and webhook both as the chart's ServiceAccount, identities required.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -148,7 +180,8 @@ async fn operator_runs_as_the_charts_service_account() {
         .port();
     let hook_cfg = kubilitics_ai::webhook::WebhookConfig {
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        configuration_name: format!("kubilitics-ai-{}", ns.name),
+        // The chart created this one (empty) and lets its ServiceAccount patch it by name only.
+        configuration_name: format!("kubilitics-ai-{RELEASE_NS}"),
         endpoint: kubilitics_ai::webhook::Endpoint::Url(format!("https://127.0.0.1:{port}")),
         hosts: vec!["127.0.0.1".into()],
         namespace: Some(ns.name.clone()),

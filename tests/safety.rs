@@ -294,3 +294,90 @@ async fn a_workload_name_is_looked_up_under_the_requesters_rbac() {
         ("find_workload", "Denied")
     );
 }
+
+/// A planner (a model, say) that proposes one fixed step.
+struct Proposes(kubilitics_ai::tools::Mutation);
+
+#[async_trait::async_trait]
+impl kubilitics_ai::agent::Planner for Proposes {
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+    async fn plan(
+        &self,
+        _: &kubilitics_ai::agent::PlanInput,
+        _: &kubilitics_ai::tools::ReadTools,
+    ) -> Result<kubilitics_ai::agent::Outcome, kubilitics_ai::agent::AgentError> {
+        Ok(kubilitics_ai::agent::Outcome {
+            answer: "Here is the pod you asked for.".into(),
+            mutations: vec![self.0.clone()],
+            operation: "apply".into(),
+            ..Default::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_privileged_pod_is_never_low_risk_and_a_guardrail_can_refuse_it() {
+    let privileged = |ns: &str| kubilitics_ai::tools::Mutation::ApplyManifest {
+        namespace: ns.to_string(),
+        manifest: serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug", "namespace": ns},
+            "spec": {"hostPID": true, "containers": [{"name": "c", "image": "busybox",
+                     "securityContext": {"privileged": true}}]}
+        }),
+    };
+    // Planned: the step and the plan are High, and the answer says why.
+    let ns = TestNs::new("risky").await;
+    let op = start_operator_with_planner(
+        &ns.name,
+        std::sync::Arc::new(Proposes(privileged(&ns.name))),
+    )
+    .await;
+    ask("admin", &ns.name, "debug", "give me a debug pod").await;
+    let s = wait_phase(&ns.name, "debug", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    let plan = Api::<AIPlan>::namespaced(client("admin").await, &ns.name)
+        .get(s.plan_ref.as_deref().unwrap())
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(plan.risk, Some(kubilitics_ai::api::Risk::High));
+    assert_eq!(plan.steps[0].risk, kubilitics_ai::api::Risk::High);
+    let answer = s.answer.unwrap_or_default();
+    assert!(
+        answer.contains("a privileged container") && answer.contains("hostPID: true"),
+        "{answer}"
+    );
+    drop(op);
+
+    // Refused outright with --block-risky-content: no plan, a clear reason.
+    let ns = TestNs::new("risky-blocked").await;
+    let _op = start_operator_tuned(
+        &ns.name,
+        std::sync::Arc::new(Proposes(privileged(&ns.name))),
+        |c| c.guardrails.block_risky_content = true,
+    )
+    .await;
+    ask("admin", &ns.name, "debug", "give me a debug pod").await;
+    let s = wait_phase(&ns.name, "debug", "Failed")
+        .await
+        .status
+        .unwrap();
+    assert!(s.plan_ref.is_none());
+    let answer = s.answer.unwrap_or_default();
+    assert!(
+        answer.contains("Blocked") && answer.contains("a privileged container"),
+        "{answer}"
+    );
+    assert!(
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client("admin").await, &ns.name)
+            .get_opt("debug")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

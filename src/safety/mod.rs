@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod quota;
+pub mod risk;
 
 use std::sync::LazyLock;
 
@@ -30,6 +31,11 @@ pub struct Guardrails {
     pub max_replicas: i32,
     /// Most steps one plan may have.
     pub max_steps: usize,
+    /// Refuse `apply_manifest` / `patch_resource` steps with risky content (privileged or
+    /// host-namespace pods, hostPath, added capabilities, another ServiceAccount, Services open
+    /// to the outside: [`risk::content_risks`]) instead of planning them as High.
+    #[serde(default)]
+    pub block_risky_content: bool,
 }
 
 impl Default for Guardrails {
@@ -42,6 +48,7 @@ impl Default for Guardrails {
             ],
             max_replicas: 1000,
             max_steps: 10,
+            block_risky_content: false,
         }
     }
 }
@@ -84,6 +91,27 @@ impl Guardrails {
         }
         if let Err(reason) = m.validate() {
             return Verdict::Blocked { reason };
+        }
+        let content = match m {
+            Mutation::PatchResource { patch, .. } => Some(patch),
+            Mutation::ApplyManifest { manifest, .. } => Some(manifest),
+            _ => None,
+        };
+        let risks = content.map(risk::content_risks).unwrap_or_default();
+        if !risks.is_empty() {
+            let list = risks.join("; ");
+            return if self.block_risky_content {
+                Verdict::Blocked {
+                    reason: format!(
+                        "The step carries risky content ({list}), which this operator is configured to refuse (--block-risky-content)"
+                    ),
+                }
+            } else {
+                Verdict::Allowed {
+                    risk: Risk::High,
+                    warning: Some(format!("⚠️ Risky content: {list}.")),
+                }
+            };
         }
         match m {
             Mutation::PatchResource { .. } => Verdict::Allowed {
@@ -158,6 +186,32 @@ static SECRET_PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| 
         (
             Regex::new(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----").expect("static regex"),
             "[REDACTED-PRIVATE-KEY]",
+        ),
+        // A private key cut off by a line cap or a byte limit: everything after its header.
+        (
+            Regex::new(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[A-Za-z0-9+/=\s]*").expect("static regex"),
+            "[REDACTED-PRIVATE-KEY]",
+        ),
+        // Credentials in URLs: postgres://user:pass@host, https://user:token@git.example.
+        (
+            Regex::new(r"\b([a-z][a-z0-9+.\-]*://[^\s:/@]+):[^\s@/]+@").expect("static regex"),
+            "$1:[REDACTED]@",
+        ),
+        // Authorization headers of any scheme (Basic, Digest, a bare token).
+        (
+            Regex::new(r#"(?i)\b((?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:[a-z]+\s+)?[^\s"',}]+"#).expect("static regex"),
+            "$1[REDACTED]",
+        ),
+        // Env var pairs whose name looks secret: `- name: DB_PASSWORD` / `value: ...` (YAML)
+        // and {"name": "DB_PASSWORD", "value": "..."} (JSON).
+        (
+            Regex::new(r#"(?i)(name["']?\s*:\s*["']?[a-z0-9_\-.]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|credentials?|dsn|connection[_\-]?string)[a-z0-9_\-.]*["']?\s*[,\n]\s*-?\s*["']?value["']?\s*:\s*)("[^"]*"|'[^']*'|[^\s,}]+)"#).expect("static regex"),
+            "$1[REDACTED]",
+        ),
+        // kubectl's last-applied-configuration repeats the whole object (env values included).
+        (
+            Regex::new(r#"(kubectl\.kubernetes\.io/last-applied-configuration["']?\s*[:=]\s*)(?:"(?:[^"\\]|\\.)*"|[^\n]*)"#).expect("static regex"),
+            "$1[REDACTED: last-applied-configuration]",
         ),
     ]
 });
@@ -252,5 +306,49 @@ mod tests {
         assert!(!r.contains("eyJhbGciOi"), "{r}");
         assert!(r.contains("ok=1"));
         assert_eq!(redact("plain log line"), "plain log line");
+    }
+
+    #[test]
+    fn redacts_secrets_by_shape_too() {
+        let cases = [
+            // env var pairs, YAML and JSON, the name on the line before the value
+            (
+                "env:\n- name: DB_PASSWORD\n  value: c4n4ry1\n- name: MODE\n  value: fast",
+                "c4n4ry1",
+            ),
+            (r#"{"name":"STRIPE_API_KEY","value":"c4n4ry2"}"#, "c4n4ry2"),
+            ("- name: APP_DSN\n  value: \"c4n4ry3\"", "c4n4ry3"),
+            // credentials in URLs
+            (
+                "connecting to postgres://app:c4n4ry4@db:5432/shop",
+                "c4n4ry4",
+            ),
+            (
+                "remote: https://bot:c4n4ry5@git.example.com/x.git",
+                "c4n4ry5",
+            ),
+            // authorization headers of any scheme
+            ("Authorization: Basic c4n4ry6=", "c4n4ry6"),
+            (r#"{"authorization": "Token c4n4ry7"}"#, "c4n4ry7"),
+            // last-applied-configuration repeats everything
+            (
+                r#"kubectl.kubernetes.io/last-applied-configuration: {"spec":{"env":[{"name":"X","value":"c4n4ry8"}]}}"#,
+                "c4n4ry8",
+            ),
+            // JSON secrets and PEM keys, also cut off
+            (r#"{"db": {"password": "c4n4ry9"}}"#, "c4n4ry9"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIc4n4ry10AAA\n(truncated)",
+                "MIIc4n4ry10",
+            ),
+        ];
+        for (text, canary) in cases {
+            let r = redact(text);
+            assert!(!r.contains(canary), "{canary} survived in {r:?}");
+        }
+        // What is not secret stays readable.
+        let keep =
+            "- name: MODE\n  value: fast\nGET https://example.com/path 200\nuser@example.com";
+        assert_eq!(redact(keep), keep);
     }
 }

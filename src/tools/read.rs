@@ -379,6 +379,8 @@ impl ReadTools {
             container: container.map(str::to_string),
             tail_lines: Some(tail.unwrap_or(100).clamp(1, 1000)),
             since_seconds: since,
+            // The API server stops here: a pod printing huge lines cannot grow our memory.
+            limit_bytes: Some(LOG_LIMIT_BYTES),
             ..Default::default()
         };
         let logs = Api::<Pod>::namespaced(self.client.clone(), ns)
@@ -392,7 +394,7 @@ impl ReadTools {
         }
         Ok(format!(
             "Last log lines of pod `{name}` in `{ns}`:\n\n```\n{}\n```",
-            logs.trim_end()
+            cut_long_lines(logs.trim_end())
         ))
     }
 
@@ -757,4 +759,44 @@ fn deployment_counts(d: &Deployment) -> (i32, i32, i32, i32) {
         s.updated_replicas.unwrap_or(0),
         s.available_replicas.unwrap_or(0),
     )
+}
+/// Most bytes of log one `get_pod_logs` call reads (`limitBytes`, enforced by the API server).
+pub const LOG_LIMIT_BYTES: i64 = 256 * 1024;
+/// Longest log line kept; the rest of a line is replaced by a marker.
+const LOG_LINE_MAX: usize = 2048;
+
+/// Cuts every line longer than [`LOG_LINE_MAX`] bytes (at a char boundary) and says so.
+fn cut_long_lines(logs: &str) -> String {
+    logs.lines()
+        .map(|l| {
+            if l.len() <= LOG_LINE_MAX {
+                return l.to_string();
+            }
+            let mut end = LOG_LINE_MAX;
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{} … [{} more bytes]", &l[..end], l.len() - end)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_log_lines_are_cut_and_say_so() {
+        // "x" then 2-byte chars: byte LOG_LINE_MAX falls mid-char, the cut moves back by one.
+        let long = format!("x{}", "é".repeat(LOG_LINE_MAX));
+        let out = cut_long_lines(&format!("short\n{long}\nend"));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "short");
+        let kept = LOG_LINE_MAX - 1;
+        assert!(lines[1].starts_with(&long[..kept]));
+        assert!(lines[1].ends_with(&format!(" … [{} more bytes]", long.len() - kept)));
+        assert_eq!(lines[2], "end");
+        assert_eq!(cut_long_lines("a\nb"), "a\nb");
+    }
 }

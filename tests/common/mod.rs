@@ -441,11 +441,21 @@ pub async fn start_operator_with_planner(
     ns: &str,
     planner: Arc<dyn kubilitics_ai::agent::Planner>,
 ) -> Operator {
-    let cfg = controller::Config {
+    start_operator_tuned(ns, planner, |_| {}).await
+}
+
+/// Like [`start_operator_with_planner`], with the controller's settings adjusted.
+pub async fn start_operator_tuned(
+    ns: &str,
+    planner: Arc<dyn kubilitics_ai::agent::Planner>,
+    tweak: impl FnOnce(&mut controller::Config),
+) -> Operator {
+    let mut cfg = controller::Config {
         namespace: Some(ns.to_string()),
         require_identity: false,
         ..Default::default()
     };
+    tweak(&mut cfg);
     let client = client("admin").await;
     let handle = tokio::spawn(async move {
         if let Err(e) = controller::run(client, cfg, planner, Ready::default()).await {
