@@ -381,3 +381,76 @@ async fn a_privileged_pod_is_never_low_risk_and_a_guardrail_can_refuse_it() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn rbac_resource_names_limit_which_objects_a_plan_may_touch() {
+    // alice may patch the Deployment `web` and no other (RBAC resourceNames).
+    let ns = TestNs::new("resnames").await;
+    let _g = guarded(&ns.name).await;
+    deployment(&ns.name, "web", 1).await;
+    deployment(&ns.name, "api", 1).await;
+    bind(&ns.name, "alice", "kubilitics-ai-requester");
+    bind(&ns.name, "alice", "view");
+    tool(
+        "kubectl",
+        &["apply", "-n", &ns.name, "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: web-only}}
+rules:
+- apiGroups: [apps]
+  resources: [deployments]
+  resourceNames: [web]
+  verbs: [patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: alice-web-only}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: web-only}}
+subjects: [{{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}]
+"#
+        )),
+    );
+    wait_for("the web-only binding", Duration::from_secs(20), || async {
+        let out = std::process::Command::new(kubectl())
+            .args([
+                "auth",
+                "can-i",
+                "patch",
+                "deployments.apps/web",
+                "-n",
+                &ns.name,
+            ])
+            .args(["--as", "alice"])
+            .env("KUBECONFIG", kubeconfig("admin"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    })
+    .await;
+    create_as(
+        "alice",
+        &ns.name,
+        &request("api", "scale deployment api to 3 replicas"),
+    )
+    .await
+    .unwrap();
+    let s = wait_phase(&ns.name, "api", "Failed").await.status.unwrap();
+    assert!(
+        s.answer
+            .as_deref()
+            .unwrap_or_default()
+            .contains("alice may not patch deployments.apps api in namespace"),
+        "{:?}",
+        s.answer
+    );
+    create_as(
+        "alice",
+        &ns.name,
+        &request("web", "scale deployment web to 3 replicas"),
+    )
+    .await
+    .unwrap();
+    wait_phase(&ns.name, "web", "AwaitingApproval").await;
+}

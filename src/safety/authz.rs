@@ -206,28 +206,44 @@ pub fn read_permissions(call: &ReadCall) -> Vec<Permission> {
     }
 }
 
-/// The permissions a plan step needs (checked at planning and again before it runs).
+/// The permissions a plan step needs (checked at planning and again before it runs), on the
+/// named object wherever the verb has one, so that RBAC `resourceNames` rules are honoured.
+/// `patch_resource` also needs `get`: its preview shows the object.
 pub fn mutation_permissions(m: &Mutation) -> Vec<Permission> {
     let ns = m.namespace();
+    let named = |p: Permission, name: &str| Permission {
+        name: Some(name.to_string()),
+        ..p
+    };
     match m {
-        Mutation::ScaleDeployment { kind, .. } | Mutation::RolloutRestart { kind, .. } => {
+        Mutation::ScaleDeployment { kind, name, .. }
+        | Mutation::RolloutRestart { kind, name, .. } => {
             let resource = match kind {
                 crate::tools::WorkloadKind::Deployment => "deployments",
                 crate::tools::WorkloadKind::StatefulSet => "statefulsets",
             };
-            vec![Permission::ns("patch", "apps", resource, ns)]
+            vec![named(Permission::ns("patch", "apps", resource, ns), name)]
         }
-        Mutation::DeletePod { .. } => vec![Permission::ns("delete", "", "pods", ns)],
+        Mutation::DeletePod { name, .. } => {
+            vec![named(Permission::ns("delete", "", "pods", ns), name)]
+        }
+        // Creating has no object name in RBAC's eyes.
         Mutation::CreateConfigmap { .. } => vec![Permission::ns("create", "", "configmaps", ns)],
-        Mutation::PatchResource { kind, .. } => crate::tools::generic_kind(kind)
-            .map(|(_, g, _, plural)| vec![Permission::ns("patch", g, plural, ns)])
+        Mutation::PatchResource { kind, name, .. } => crate::tools::generic_kind(kind)
+            .map(|(_, g, _, plural)| {
+                vec![
+                    named(Permission::ns("get", g, plural, ns), name),
+                    named(Permission::ns("patch", g, plural, ns), name),
+                ]
+            })
             .unwrap_or_default(),
         Mutation::ApplyManifest { manifest, .. } => {
+            let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
             crate::tools::generic_kind(manifest["kind"].as_str().unwrap_or(""))
                 .map(|(_, g, _, plural)| {
                     vec![
                         Permission::ns("create", g, plural, ns),
-                        Permission::ns("patch", g, plural, ns),
+                        named(Permission::ns("patch", g, plural, ns), name),
                     ]
                 })
                 .unwrap_or_default()
@@ -313,7 +329,25 @@ mod tests {
         };
         assert_eq!(
             mutation_permissions(&m)[0].describe(),
-            "patch statefulsets.apps in namespace shop"
+            "patch statefulsets.apps n in namespace shop"
+        );
+        let patch = Mutation::PatchResource {
+            namespace: "shop".into(),
+            kind: "Service".into(),
+            name: "web".into(),
+            patch: serde_json::json!({}),
+            strategy: Default::default(),
+        };
+        let d: Vec<String> = mutation_permissions(&patch)
+            .iter()
+            .map(Permission::describe)
+            .collect();
+        assert_eq!(
+            d,
+            [
+                "get services web in namespace shop",
+                "patch services web in namespace shop"
+            ]
         );
     }
 
