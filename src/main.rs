@@ -59,6 +59,31 @@ struct McpArgs {
         value_delimiter = ','
     )]
     allowed_hosts: Vec<String>,
+    /// Browser origins accepted in the HTTP Origin header (DNS-rebinding protection; requests
+    /// without an Origin header, i.e. not from a browser, are accepted).
+    #[arg(
+        long = "allowed-origin",
+        env = "KUBILITICS_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+    /// Audience callers' tokens must be minted for (`kubectl create token SA --audience ...`);
+    /// checked by TokenReview. Tokens for any other audience are refused.
+    #[arg(
+        long,
+        env = "KUBILITICS_MCP_TOKEN_AUDIENCE",
+        default_value = "kubilitics-ai"
+    )]
+    token_audience: String,
+    /// Most HTTP requests one caller may send per minute (0: unlimited).
+    #[arg(long, env = "KUBILITICS_MCP_RATE_LIMIT", default_value_t = 120)]
+    rate_limit_per_minute: u32,
+    /// Serve HTTPS with this PEM certificate (with --tls-key).
+    #[arg(long, env = "KUBILITICS_MCP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "KUBILITICS_MCP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -250,7 +275,14 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init_tracing(LogFormat::Text);
             match args.http {
                 Some(addr) => {
-                    mcp::serve_http(addr, kube::Config::infer().await?, args.allowed_hosts).await
+                    let opts = mcp::HttpOptions {
+                        allowed_hosts: args.allowed_hosts,
+                        allowed_origins: args.allowed_origins,
+                        token_audience: args.token_audience,
+                        rate_limit_per_minute: args.rate_limit_per_minute,
+                        tls: args.tls_cert.zip(args.tls_key),
+                    };
+                    mcp::serve_http(addr, kube::Config::infer().await?, opts).await
                 }
                 None => mcp::serve_stdio(kube::Client::try_default().await?).await,
             }

@@ -164,21 +164,55 @@ async fn stdio_tools_resources_prompts_and_the_approval_gate() {
     mcp.cancel().await.unwrap();
 }
 
+/// A ServiceAccount token for `audience` (`kubectl create token`).
+fn sa_token(ns: &str, sa: &str, audience: Option<&str>) -> String {
+    let mut args = vec!["create", "token", sa, "-n", ns];
+    if let Some(a) = audience {
+        args.extend(["--audience", a]);
+    }
+    tool("kubectl", &args, None).trim().to_string()
+}
+
 #[tokio::test]
-async fn http_requires_a_bearer_token_and_acts_as_its_owner() {
+async fn http_reviews_tokens_for_its_audience_and_acts_as_their_owner() {
     let ns = TestNs::new("mcphttp").await;
     deployment(&ns.name, "web", 1).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    for sa in ["reader", "nobody"] {
+        tool(
+            "kubectl",
+            &["create", "serviceaccount", sa, "-n", &ns.name],
+            None,
+        );
+    }
+    tool(
+        "kubectl",
+        &[
+            "create",
+            "rolebinding",
+            "reader-view",
+            "--clusterrole",
+            "view",
+            "--serviceaccount",
+            &format!("{}:reader", ns.name),
+            "-n",
+            &ns.name,
+        ],
+        None,
+    );
+    let port = free_port();
+    // The server's own identity (admin here; the chart's ServiceAccount in a cluster) reviews
+    // tokens and impersonates their owners.
     let kc = kube::config::Kubeconfig::read_from(kubeconfig("admin")).unwrap();
-    let cluster = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let own = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let server = tokio::spawn(kubilitics_ai::mcp::serve_http(addr, cluster, vec![]));
+    let opts = kubilitics_ai::mcp::HttpOptions {
+        allowed_origins: vec!["https://console.example".into()],
+        rate_limit_per_minute: 40,
+        ..Default::default()
+    };
+    let server = tokio::spawn(kubilitics_ai::mcp::serve_http(addr, own, opts));
     let url = format!("http://127.0.0.1:{port}/mcp");
     wait_for("MCP HTTP server", Duration::from_secs(10), || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -186,37 +220,89 @@ async fn http_requires_a_bearer_token_and_acts_as_its_owner() {
             .is_ok()
     })
     .await;
-
-    // No token: refused before MCP.
+    let connect = |token: String| {
+        let url = url.clone();
+        async move {
+            let cfg =
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(token);
+            ().serve(StreamableHttpClientTransport::from_config(cfg))
+                .await
+        }
+    };
+    // Refused before MCP: no token, garbage, a token for the API server's own audience (the
+    // token passthrough the MCP spec forbids), even the cluster admin's static token.
     let no_token = ().serve(StreamableHttpClientTransport::from_uri(url.as_str())).await;
     assert!(
         no_token.is_err(),
         "a client without a token must be refused"
     );
-
-    let connect = |user: &'static str| {
+    let reader = &ns.name;
+    for (what, t) in [
+        ("garbage", "not-a-token".to_string()),
+        ("another audience", sa_token(reader, "reader", None)),
+        ("the admin's static token", token("admin")),
+    ] {
+        assert!(connect(t).await.is_err(), "{what} must be refused");
+    }
+    let raw = |token: String, origin: Option<&str>| {
         let url = url.clone();
+        let origin = origin.map(str::to_string);
         async move {
-            let cfg = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                .auth_header(token(user));
-            ().serve(StreamableHttpClientTransport::from_config(cfg))
-                .await
-                .expect("MCP over HTTP")
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}});
+            let mut req = reqwest::Client::new()
+                .post(&url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(o) = origin {
+                req = req.header("origin", o);
+            }
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
         }
     };
-    // admin sees the pods; mallory, with no rights, is refused by the API server.
-    let admin = connect("admin").await;
+    let good = sa_token(reader, "reader", Some("kubilitics-ai"));
+    let (code, body) = raw(sa_token(reader, "reader", None), None).await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("--audience kubilitics-ai"), "{body}");
+    // DNS rebinding: a valid token from a page on a foreign origin is refused; the allowed one passes.
+    let (code, body) = raw(good.clone(), Some("http://evil.example")).await;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = raw(good.clone(), Some("https://console.example")).await;
+    assert_eq!(code, 200, "{body}");
+
+    // The reviewed ServiceAccount sees the pods; one without rights is refused by the API server
+    // (the server impersonated it: its own admin rights did not leak).
     let params = CallToolRequestParams::new("k8s_list_pods")
         .with_arguments(args(json!({"namespace": ns.name})));
-    let r = admin.call_tool(params.clone()).await.unwrap();
+    let ok = connect(good.clone())
+        .await
+        .expect("a token for our audience");
+    let r = ok.call_tool(params.clone()).await.unwrap();
     assert_eq!(r.is_error, Some(false), "{}", text_of(&r));
-    let mallory = connect("mallory").await;
-    let r = mallory.call_tool(params).await.unwrap();
+    let nobody = connect(sa_token(reader, "nobody", Some("kubilitics-ai")))
+        .await
+        .expect("a token for our audience");
+    let r = nobody.call_tool(params).await.unwrap();
     assert_eq!(r.is_error, Some(true));
     assert!(
         text_of(&r).contains("forbidden") || text_of(&r).contains("not allowed"),
         "{}",
         text_of(&r)
     );
+    // Per-caller rate limit: 40 requests a minute, then 429 for that caller only.
+    let mut codes = vec![];
+    for _ in 0..45 {
+        codes.push(raw(good.clone(), None).await.0);
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+    let other = sa_token(reader, "nobody", Some("kubilitics-ai"));
+    assert_ne!(raw(other, None).await.0, 429);
     server.abort();
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use kube::{
     Api, Client, Config,
     api::{ObjectMeta, PostParams},
-    config::AuthInfo,
 };
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
@@ -100,8 +99,44 @@ pub struct ScaleSafelyArgs {
 enum Identity {
     /// stdio: the local user's kubeconfig.
     Fixed(Client),
-    /// HTTP: each request's bearer token, against this cluster config.
-    Bearer(Box<Config>),
+    /// HTTP: the server's own credentials impersonating the caller that a TokenReview (with
+    /// this server's audience) established. The caller's token is never replayed.
+    Reviewed(Box<Config>),
+}
+
+/// Who a TokenReview said the caller is (put in the HTTP request's extensions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub username: String,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// Settings of the streamable-HTTP transport.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// Host names accepted in the Host header (empty: loopback only).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted in the Origin header (requests without one are accepted).
+    pub allowed_origins: Vec<String>,
+    /// The audience tokens must be minted for (`kubectl create token SA --audience ...`).
+    pub token_audience: String,
+    /// Most requests one caller may send per minute (0: unlimited).
+    pub rate_limit_per_minute: u32,
+    /// PEM certificate and key: serve HTTPS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
+            token_audience: "kubilitics-ai".into(),
+            rate_limit_per_minute: 120,
+            tls: None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -127,9 +162,9 @@ impl McpServer {
         Self::new(Identity::Fixed(client))
     }
 
-    /// A server acting with each HTTP request's bearer token against `cluster`.
-    pub fn with_bearer_tokens(cluster: Config) -> Self {
-        Self::new(Identity::Bearer(Box::new(cluster)))
+    /// A server acting, with its own credentials in `own`, as each HTTP request's reviewed caller.
+    pub fn impersonating_callers(own: Config) -> Self {
+        Self::new(Identity::Reviewed(Box::new(own)))
     }
 
     fn new(identity: Identity) -> Self {
@@ -144,21 +179,17 @@ impl McpServer {
     fn client(&self, ctx: &RequestContext<RoleServer>) -> Result<Client, McpError> {
         match &self.identity {
             Identity::Fixed(c) => Ok(c.clone()),
-            Identity::Bearer(base) => {
-                let token = ctx
+            Identity::Reviewed(own) => {
+                let caller = ctx
                     .extensions
                     .get::<http::request::Parts>()
-                    .and_then(|p| p.headers.get(http::header::AUTHORIZATION))
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .and_then(|p| p.extensions.get::<Caller>())
                     .ok_or_else(|| {
-                        McpError::invalid_request("a Kubernetes bearer token is required", None)
+                        McpError::invalid_request("the caller was not authenticated", None)
                     })?;
-                let mut cfg = (**base).clone();
-                cfg.auth_info = AuthInfo {
-                    token: Some(token.to_string().into()),
-                    ..Default::default()
-                };
+                let mut cfg = (**own).clone();
+                cfg.auth_info.impersonate = Some(caller.username.clone());
+                cfg.auth_info.impersonate_groups = Some(caller.groups.clone());
                 Client::try_from(cfg).map_err(|e| McpError::internal_error(e.to_string(), None))
             }
         }
@@ -462,51 +493,185 @@ pub async fn serve_stdio(client: Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves MCP over streamable HTTP at `/mcp`; every request needs
-/// `Authorization: Bearer <Kubernetes token>` and acts as that identity.
-pub async fn serve_http(
-    addr: SocketAddr,
-    cluster: Config,
-    allowed_hosts: Vec<String>,
-) -> anyhow::Result<()> {
+/// Serves MCP over streamable HTTP at `/mcp`. Every request needs `Authorization: Bearer
+/// <token>` with a token minted for `opts.token_audience`; a TokenReview establishes the caller,
+/// and the server then acts as that caller by impersonation with its own credentials (`own`)
+/// — never by replaying the token (the MCP authorization spec forbids token passthrough: a token
+/// minted for another service would otherwise work here too).
+pub async fn serve_http(addr: SocketAddr, own: Config, opts: HttpOptions) -> anyhow::Result<()> {
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
-    let server = McpServer::with_bearer_tokens(cluster);
+    let reviewer = Client::try_from(own.clone())?;
+    let server = McpServer::impersonating_callers(own);
     let mut config = StreamableHttpServerConfig::default();
-    if !allowed_hosts.is_empty() {
-        config.allowed_hosts = allowed_hosts;
+    if !opts.allowed_hosts.is_empty() {
+        config.allowed_hosts = opts.allowed_hosts.clone();
     }
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let gate = Arc::new(Gate {
+        reviewer,
+        opts: opts.clone(),
+        reviews: Default::default(),
+        spent: Default::default(),
+    });
     let app = axum::Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(require_bearer));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving MCP over streamable HTTP at /mcp");
-    axum::serve(listener, app).await?;
+        .layer(axum::middleware::from_fn_with_state(gate, authenticate));
+    match &opts.tls {
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            tracing::info!(%addr, "serving MCP over streamable HTTPS at /mcp");
+            axum_server::bind_rustls(addr, tls)
+                .serve(app.into_make_service())
+                .await?;
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "serving MCP over streamable HTTP at /mcp");
+            axum::serve(listener, app).await?;
+        }
+    }
     Ok(())
 }
 
-async fn require_bearer(
-    req: axum::extract::Request,
+/// How long a successful TokenReview is reused for the same token.
+const REVIEW_TTL: Duration = Duration::from_secs(30);
+
+/// The HTTP transport's gate: Origin allowlist, TokenReview, per-caller rate limit.
+struct Gate {
+    reviewer: Client,
+    opts: HttpOptions,
+    /// sha256(token) -> (caller, reviewed at).
+    reviews: std::sync::Mutex<std::collections::HashMap<String, (Caller, Instant)>>,
+    /// username -> (window start, requests in it).
+    spent: std::sync::Mutex<std::collections::HashMap<String, (Instant, u32)>>,
+}
+
+impl Gate {
+    async fn review(&self, token: &str) -> Result<Caller, String> {
+        use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+        use sha2::Digest;
+        let key = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        if let Some((c, at)) = self.reviews.lock().expect("reviews").get(&key)
+            && at.elapsed() < REVIEW_TTL
+        {
+            return Ok(c.clone());
+        }
+        let review = TokenReview {
+            metadata: Default::default(),
+            spec: TokenReviewSpec {
+                token: token.to_string(),
+                audiences: Some(vec![self.opts.token_audience.clone()]),
+            },
+            status: None,
+        };
+        let status = Api::<TokenReview>::all(self.reviewer.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| format!("the token could not be reviewed: {e}"))?
+            .status
+            .unwrap_or_default();
+        let for_us = status
+            .audiences
+            .as_ref()
+            .is_some_and(|a| a.contains(&self.opts.token_audience));
+        let user = status
+            .user
+            .filter(|_| status.authenticated == Some(true) && for_us);
+        let Some(user) = user.filter(|u| u.username.as_deref().is_some_and(|n| !n.is_empty()))
+        else {
+            return Err(format!(
+                "the bearer token is not valid for audience {aud:?}: create one with `kubectl create token <serviceaccount> --audience {aud}`",
+                aud = self.opts.token_audience
+            ));
+        };
+        let caller = Caller {
+            username: user.username.unwrap_or_default(),
+            uid: user.uid.filter(|u| !u.is_empty()),
+            groups: user.groups.unwrap_or_default(),
+        };
+        let mut reviews = self.reviews.lock().expect("reviews");
+        reviews.retain(|_, (_, at)| at.elapsed() < REVIEW_TTL);
+        reviews.insert(key, (caller.clone(), Instant::now()));
+        Ok(caller)
+    }
+
+    /// Whether `caller` may send one more request this minute.
+    fn admit(&self, caller: &str) -> bool {
+        let limit = self.opts.rate_limit_per_minute;
+        if limit == 0 {
+            return true;
+        }
+        let mut spent = self.spent.lock().expect("spent");
+        let (start, n) = spent
+            .entry(caller.to_string())
+            .or_insert((Instant::now(), 0));
+        if start.elapsed() >= Duration::from_secs(60) {
+            (*start, *n) = (Instant::now(), 0);
+        }
+        *n += 1;
+        *n <= limit
+    }
+}
+
+async fn authenticate(
+    axum::extract::State(gate): axum::extract::State<Arc<Gate>>,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let ok = req
+    // DNS-rebinding protection: a browser page from another origin is refused.
+    if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !gate.opts.allowed_origins.iter().any(|o| o == origin) {
+            return (
+                http::StatusCode::FORBIDDEN,
+                format!("origin {origin:?} is not allowed (--allowed-origin)"),
+            )
+                .into_response();
+        }
+    }
+    let token = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
-    if !ok {
-        return (
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    let unauthorized = |msg: String| {
+        (
             http::StatusCode::UNAUTHORIZED,
-            "a Kubernetes bearer token is required",
+            [(http::header::WWW_AUTHENTICATE, "Bearer")],
+            msg,
+        )
+            .into_response()
+    };
+    let Some(token) = token else {
+        return unauthorized(format!(
+            "a bearer token for audience {:?} is required",
+            gate.opts.token_audience
+        ));
+    };
+    let caller = match gate.review(&token).await {
+        Ok(c) => c,
+        Err(msg) => return unauthorized(msg),
+    };
+    if !gate.admit(&caller.username) {
+        return (
+            http::StatusCode::TOO_MANY_REQUESTS,
+            [(http::header::RETRY_AFTER, "60")],
+            format!(
+                "{} sent more than {} requests this minute",
+                caller.username, gate.opts.rate_limit_per_minute
+            ),
         )
             .into_response();
     }
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
