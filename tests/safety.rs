@@ -394,10 +394,10 @@ async fn rbac_resource_names_limit_which_objects_a_plan_may_touch() {
     tool(
         "kubectl",
         &["apply", "-n", &ns.name, "-f", "-"],
-        Some(&format!(
+        Some(
             r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
-metadata: {{name: web-only}}
+metadata: {name: web-only}
 rules:
 - apiGroups: [apps]
   resources: [deployments]
@@ -406,11 +406,11 @@ rules:
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{name: alice-web-only}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: web-only}}
-subjects: [{{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}]
-"#
-        )),
+metadata: {name: alice-web-only}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: web-only}
+subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
+"#,
+        ),
     );
     wait_for("the web-only binding", Duration::from_secs(20), || async {
         let out = std::process::Command::new(kubectl())
