@@ -73,6 +73,82 @@ fn chart_lints_and_its_schema_rejects_bad_values() {
     }
 }
 
+/// The rules of the operator's ClusterRole and Role rendered with `sets`, as "verb resource" pairs.
+fn operator_rules(sets: &[&str]) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let mut args = vec!["template", "k", "charts/kubilitics-ai", "-n", RELEASE_NS];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let rendered = tool("helm", &args, None);
+    let pairs = |doc: &serde_json::Value| -> Vec<String> {
+        let mut out = vec![];
+        for rule in doc["rules"].as_array().into_iter().flatten() {
+            for r in rule["resources"].as_array().into_iter().flatten() {
+                for v in rule["verbs"].as_array().into_iter().flatten() {
+                    out.push(format!("{} {}", v.as_str().unwrap(), r.as_str().unwrap()));
+                }
+            }
+        }
+        out
+    };
+    let (mut cluster, mut roles) = (vec![], vec![]);
+    for doc in rendered.split("\n---") {
+        let Ok(doc) = serde_norway::from_str::<serde_json::Value>(doc) else {
+            continue;
+        };
+        if doc["metadata"]["name"] != "kubilitics-ai-operator" {
+            continue;
+        }
+        match doc["kind"].as_str() {
+            Some("ClusterRole") => cluster = pairs(&doc),
+            Some("Role") => roles.push((
+                doc["metadata"]["namespace"].as_str().unwrap().to_string(),
+                pairs(&doc),
+            )),
+            _ => {}
+        }
+    }
+    (cluster, roles)
+}
+
+#[test]
+fn a_namespaced_install_grants_nothing_outside_its_namespace() {
+    let _ = cluster_dir();
+    let (cluster_wide, roles) = operator_rules(&[]);
+    assert!(roles.is_empty());
+    let (cluster, roles) =
+        operator_rules(&["rbac.scope=namespaced", "operator.watchNamespace=shop"]);
+    // Only what is cluster-level by nature stays cluster-wide, and nothing that changes a workload.
+    let mut want = vec![
+        "create subjectaccessreviews",
+        "get mutatingwebhookconfigurations",
+        "patch mutatingwebhookconfigurations",
+        "get validatingadmissionpolicies",
+        "get validatingadmissionpolicybindings",
+        "get nodes",
+        "list nodes",
+        "watch nodes",
+        "get namespaces",
+        "list namespaces",
+        "watch namespaces",
+    ];
+    let mut got: Vec<&str> = cluster.iter().map(String::as_str).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    // Everything else, exactly, in a Role in the watched namespace.
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].0, "shop");
+    let mut split: Vec<String> = cluster.iter().chain(&roles[0].1).cloned().collect();
+    let mut whole = cluster_wide.clone();
+    split.sort();
+    whole.sort();
+    assert_eq!(
+        split, whole,
+        "the namespaced install must grant the same rights, only scoped"
+    );
+}
+
 #[tokio::test]
 async fn operator_runs_as_the_charts_service_account() {
     let _ = cluster_dir();
@@ -241,6 +317,43 @@ async fn operator_runs_as_the_charts_service_account() {
         })
     })
     .await;
+    // An upgrade leaves the filled-in certificate alone (Helm restores fields a chart renders).
+    let cert = || async {
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client("admin").await, RELEASE_NS)
+            .get("kubilitics-ai-webhook-tls")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .get("tls.key")
+            .map(|k| k.0.clone())
+            .unwrap_or_default()
+    };
+    let before = cert().await;
+    assert!(
+        !before.is_empty(),
+        "the first replica fills the certificate"
+    );
+    tool(
+        "helm",
+        &[
+            "upgrade",
+            "kubilitics-ai",
+            "charts/kubilitics-ai",
+            "-n",
+            RELEASE_NS,
+            "--wait=false",
+            "--reuse-values",
+            "--set",
+            "operator.maxSteps=9",
+        ],
+        None,
+    );
+    assert_eq!(
+        cert().await,
+        before,
+        "helm upgrade changed the webhook certificate"
+    );
     deployment(&ns.name, "nginx", 3).await;
     // Its pod is used for the logs and delete_pod tools; nothing else touches it.
     deployment(&ns.name, "solo", 1).await;

@@ -218,9 +218,11 @@ pub fn new_certificate(hosts: &[String]) -> anyhow::Result<ServingCert> {
 
 fn from_secret(s: &Secret) -> Option<ServingCert> {
     let data = s.data.as_ref()?;
+    // Empty or foreign data (a Secret emptied by hand or by a tool) is no certificate: make one.
     let text = |k: &str| {
         data.get(k)
             .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .filter(|t| t.contains("-----BEGIN "))
     };
     let not_after = s.annotations().get(NOT_AFTER_ANNOTATION)?.parse().ok()?;
     Some(ServingCert {
