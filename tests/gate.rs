@@ -693,3 +693,58 @@ async fn the_operator_checks_the_approval_again_when_admission_was_bypassed() {
     );
     assert_eq!(replicas(&ns.name, "web").await, 3);
 }
+
+/// 200 AIRequests created at once through the webhook: every one admitted and stamped with its
+/// requester, none lost; the admission latency (p50/p99 of the create calls) is written to
+/// docs/bench/webhook-load.txt.
+#[tokio::test]
+async fn the_webhook_admits_a_burst_of_requests_without_failures() {
+    let ns = TestNs::new("burst").await;
+    let _g = guarded(&ns.name).await;
+    bind_roles(&ns.name);
+    let api = Api::<AIRequest>::namespaced(client("alice").await, &ns.name);
+    let started = std::time::Instant::now();
+    let creates = (0..200).map(|i| {
+        let api = api.clone();
+        async move {
+            let t = std::time::Instant::now();
+            let r = api
+                .create(
+                    &PostParams::default(),
+                    &request(&format!("b{i}"), "list pods"),
+                )
+                .await;
+            (r, t.elapsed())
+        }
+    });
+    let results = futures::future::join_all(creates).await;
+    let wall = started.elapsed();
+    let mut latencies = vec![];
+    for (r, took) in results {
+        let created = r.expect("every create admitted");
+        let who = created.annotations().get(REQUESTER_ANNOTATION).cloned();
+        assert!(
+            who.is_some_and(|w| w.contains("\"alice\"")),
+            "{:?}",
+            created.annotations()
+        );
+        latencies.push(took.as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct =
+        |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).min(latencies.len()) - 1];
+    let report = format!(
+        "# Written by tests/gate.rs (make test): 200 concurrent AIRequest creates through the webhook; do not edit.\ncreates: {}\nfailures: 0\nwall_seconds: {:.2}\np50_ms: {:.0}\np99_ms: {:.0}\nmax_ms: {:.0}\n",
+        latencies.len(),
+        wall.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        latencies.last().unwrap()
+    );
+    eprint!("{report}");
+    std::fs::write(repo().join("docs/bench/webhook-load.txt"), report).unwrap();
+    // And the operator got to each one.
+    for i in [0, 99, 199] {
+        wait_phase(&ns.name, &format!("b{i}"), "Answered").await;
+    }
+}
