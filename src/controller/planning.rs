@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
@@ -111,50 +112,15 @@ pub async fn plan(ctx: &Context, req: &AIRequest, digest: String) -> Result<Upda
         },
         previous: &status,
         generation: gen_,
-        op: op.clone(),
+        op,
     };
-    let (result, text, mut update) = match draft(ctx, &outcome, authz.as_ref()).await? {
-        Drafted::Answer => {
-            let note = Note::normal(
-                &req_ref,
-                reason::ANSWERED,
-                "Answer",
-                format!("answered ({op}) without changes"),
-            );
-            let u = planned.done(
-                RequestPhase::Answered,
-                reason::ANSWERED,
-                outcome.answer.clone(),
-            );
-            ("answered", note, u)
-        }
-        Drafted::Refusal(Refusal::Blocked(why)) => {
-            let u = planned.done(
-                RequestPhase::Failed,
-                reason::BLOCKED,
-                answer::blocked(&outcome.answer, &why),
-            );
-            let note = Note::warning(&req_ref, reason::BLOCKED, "Plan", why);
-            ("blocked", note, u)
-        }
-        Drafted::Refusal(Refusal::NotPlanned(msg)) => {
-            let u = planned.done(
-                RequestPhase::Failed,
-                reason::FAILED,
-                answer::not_planned(&outcome.answer, &msg),
-            );
-            let note = Note::warning(&req_ref, reason::FAILED, "Plan", msg);
-            ("failed", note, u)
-        }
-        Drafted::Plan(d) => {
-            let (u, plan_notes) = propose(ctx, req, &outcome, d, planned).await?;
-            notes.extend(plan_notes);
-            return Ok(Update { notes, ..u });
-        }
+    let mut update = match draft(ctx, &outcome, authz.as_ref()).await? {
+        Drafted::Done(done) => planned.done(&req_ref, &outcome.answer, done),
+        Drafted::Plan(d) => propose(ctx, req, &outcome, d, planned).await?,
     };
-    notes.push(text);
+    // The agent's warnings go out first.
+    notes.append(&mut update.notes);
     update.notes = notes;
-    update.counts = vec![Count::Request { op, result }];
     Ok(update)
 }
 
@@ -396,15 +362,16 @@ async fn conversation_history(
 
 /// What the planner's outcome becomes.
 enum Drafted {
-    /// No changes proposed: the answer is final.
-    Answer,
-    /// Changes that cannot be planned.
-    Refusal(Refusal),
+    /// Final without a plan.
+    Done(Done),
     /// Steps ready for a plan.
     Plan(PlanDraft),
 }
 
-enum Refusal {
+/// A planning outcome without a plan.
+enum Done {
+    /// No changes proposed: the answer is final.
+    Answered,
     /// Guardrails or the requester's own permissions forbid a step.
     Blocked(String),
     /// A step could not be prepared (dry run refused).
@@ -427,7 +394,7 @@ async fn draft(
     authz: Option<&Authorizer>,
 ) -> Result<Drafted, Error> {
     if outcome.mutations.is_empty() {
-        return Ok(Drafted::Answer);
+        return Ok(Drafted::Done(Done::Answered));
     }
     let verdict = ctx.config.guardrails.check_plan(&outcome.mutations);
     let mut blocked = verdict.blocked;
@@ -443,11 +410,11 @@ async fn draft(
         }
     }
     if !blocked.is_empty() {
-        return Ok(Drafted::Refusal(Refusal::Blocked(blocked.join("; "))));
+        return Ok(Drafted::Done(Done::Blocked(blocked.join("; "))));
     }
     let steps = match prepare(ctx, &outcome.mutations, &verdict.risks).await? {
         Ok(steps) => steps,
-        Err(msg) => return Ok(Drafted::Refusal(Refusal::NotPlanned(msg))),
+        Err(msg) => return Ok(Drafted::Done(Done::NotPlanned(msg))),
     };
     Ok(Drafted::Plan(PlanDraft {
         steps,
@@ -504,10 +471,43 @@ impl Planned<'_> {
         next
     }
 
-    /// A final outcome without a plan.
-    fn done(&self, phase: RequestPhase, why: &str, answer: String) -> Update {
+    /// A final outcome without a plan: the request's status, its event, its count.
+    fn done(&self, req_ref: &ObjectReference, text: &str, done: Done) -> Update {
+        let op = self.op.clone();
+        let (phase, why, answer, note, result) = match done {
+            Done::Answered => {
+                let note = format!("answered ({op}) without changes");
+                let note = Note::normal(req_ref, reason::ANSWERED, "Answer", note);
+                let answered = RequestPhase::Answered;
+                (
+                    answered,
+                    reason::ANSWERED,
+                    text.to_string(),
+                    note,
+                    "answered",
+                )
+            }
+            Done::Blocked(why) => {
+                let answer = answer::blocked(text, &why);
+                let note = Note::warning(req_ref, reason::BLOCKED, "Plan", why);
+                (
+                    RequestPhase::Failed,
+                    reason::BLOCKED,
+                    answer,
+                    note,
+                    "blocked",
+                )
+            }
+            Done::NotPlanned(msg) => {
+                let answer = answer::not_planned(text, &msg);
+                let note = Note::warning(req_ref, reason::FAILED, "Plan", msg);
+                (RequestPhase::Failed, reason::FAILED, answer, note, "failed")
+            }
+        };
         Update {
+            notes: vec![note],
             request: Some(self.status(phase, why, answer)),
+            counts: vec![Count::Request { op, result }],
             then: Next::Final,
             ..Default::default()
         }
@@ -515,14 +515,14 @@ impl Planned<'_> {
 }
 
 /// Creates the plan (reusing one left over from a crash), writes its status
-/// awaiting approval, and returns the request's update with its notes.
+/// awaiting approval, and returns the request's update with its events.
 async fn propose(
     ctx: &Context,
     req: &AIRequest,
     outcome: &Outcome,
     d: PlanDraft,
     planned: Planned<'_>,
-) -> Result<(Update, Vec<Note>), Error> {
+) -> Result<Update, Error> {
     let ns = req.namespace().unwrap_or_default();
     let name = req.name_any();
     let plan_name = next_plan_name(&name, planned.previous.plan_ref.as_deref());
@@ -615,7 +615,8 @@ async fn propose(
     } else {
         Next::Until(expires)
     };
-    let update = Update {
+    Ok(Update {
+        notes,
         request: Some(next),
         counts: vec![Count::Request {
             op: planned.op.clone(),
@@ -623,8 +624,7 @@ async fn propose(
         }],
         then,
         ..Default::default()
-    };
-    Ok((update, notes))
+    })
 }
 
 /// Creates the request's next plan object (empty spec, owned by the request);

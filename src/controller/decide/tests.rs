@@ -169,33 +169,13 @@ fn case(
     }
 }
 
-fn cases() -> Vec<Case> {
-    use PlanPhase as P;
+fn cases_without_plan() -> Vec<Case> {
     use RequestPhase as R;
     let mut changed = request(R::Answered, None);
     changed.spec.prompt = "scale web to 4".into();
     let mut gitops_without_plan = request(R::Answered, None);
     gitops_without_plan.spec.approved_plan_id = Some(ID.into());
     gitops_without_plan.metadata.generation = Some(2);
-    let mut other_id = plan(P::AwaitingApproval, LATER);
-    other_id.spec.approval = Some(Approval {
-        plan_id: "ffffffffffffffff".into(),
-        comment: None,
-    });
-    let mut refused_already = other_id.clone();
-    refused_already
-        .status
-        .as_mut()
-        .unwrap()
-        .last_mismatched_plan_id = Some("ffffffffffffffff".into());
-    let mut rejected = plan(P::AwaitingApproval, LATER);
-    rejected.spec.rejection = Some(Rejection {
-        reason: "not now".into(),
-    });
-    let mut seen_later = plan(P::Succeeded, LATER);
-    seen_later.metadata.generation = Some(2);
-    let mut approved_mode = request(R::AwaitingApproval, Some("r-1"));
-    approved_mode.spec.mode = Some(Mode::Plan);
     vec![
         case("inputs changed: plan", changed, None, "plan"),
         Case {
@@ -238,6 +218,30 @@ fn cases() -> Vec<Case> {
             None,
             "notes=[W:ApprovalMismatch] plan=- request=Answered then=final",
         ),
+    ]
+}
+
+fn cases_with_plan() -> Vec<Case> {
+    use PlanPhase as P;
+    use RequestPhase as R;
+    let mut other_id = plan(P::AwaitingApproval, LATER);
+    other_id.spec.approval = Some(Approval {
+        plan_id: "ffffffffffffffff".into(),
+        comment: None,
+    });
+    let mut refused_already = other_id.clone();
+    refused_already
+        .status
+        .as_mut()
+        .unwrap()
+        .last_mismatched_plan_id = Some("ffffffffffffffff".into());
+    let mut rejected = plan(P::AwaitingApproval, LATER);
+    rejected.spec.rejection = Some(Rejection {
+        reason: "not now".into(),
+    });
+    let mut approved_mode = request(R::AwaitingApproval, Some("r-1"));
+    approved_mode.spec.mode = Some(Mode::Plan);
+    vec![
         Case {
             plan: None,
             ..case(
@@ -331,6 +335,15 @@ fn cases() -> Vec<Case> {
             Some(plan(P::Executing, LATER)),
             "finish Failed Failed",
         ),
+    ]
+}
+
+fn cases_finished_plan() -> Vec<Case> {
+    use PlanPhase as P;
+    use RequestPhase as R;
+    let mut seen_later = plan(P::Succeeded, LATER);
+    seen_later.metadata.generation = Some(2);
+    vec![
         case(
             "plan succeeded, request not final (crash between writes): report and mirror",
             request(R::Executing, Some("r-1")),
@@ -372,7 +385,11 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn every_transition() {
-    for c in cases() {
+    for c in cases_without_plan()
+        .into_iter()
+        .chain(cases_with_plan())
+        .chain(cases_finished_plan())
+    {
         let digest = input_digest(&c.request.spec, "shop");
         let obs = Observed {
             request: &c.request,
