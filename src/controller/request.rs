@@ -194,17 +194,14 @@ async fn run_plan(
         };
     let authz = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
         .map(|r| Authorizer::new(ctx.client.clone(), r));
-    let (ps, outcome) = execute::execute(
-        &ctx.client,
-        &ctx.events,
-        plan,
-        e.plan,
-        &e.token,
-        &writer,
-        ctx.config.failpoint,
-        authz.as_ref(),
-    )
-    .await?;
+    let env = execute::Env {
+        client: &ctx.client,
+        events: &ctx.events,
+        write: &writer,
+        failpoint: ctx.config.failpoint,
+        authz: authz.as_ref(),
+    };
+    let (ps, outcome) = execute::execute(&env, plan, e.plan, &e.token).await?;
     let mut plan_now = plan.clone();
     plan_now.status = last.lock().map(|g| g.clone()).unwrap_or(None);
     let f = Finish::of_execution(outcome, &ps);

@@ -10,13 +10,14 @@ pub mod plan_id;
 pub use plan_id::plan_id;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
 use crate::api::{AIPlan, AIPlanStatus, PlanPhase, StepState, reason};
 use crate::approval::Approved;
 use crate::k8s::ToolError;
-use crate::telemetry::{Events, object_ref};
+use crate::telemetry::{Events, Note, NoteType, object_ref};
 use crate::tools::{Check, Mutation};
 
 /// Test-only crash points, read once at startup from `KUBILITICS_AI_FAILPOINT`
@@ -85,18 +86,44 @@ pub type StatusWriter<'a> = &'a (
             + Sync
     );
 
+/// What the executor works with: the API, the event publisher, the plan's
+/// status writer, the crash points (tests), and the requester's authorizer
+/// (each step is checked again against the requester's own permissions).
+pub struct Env<'a> {
+    pub client: &'a Client,
+    pub events: &'a Events,
+    pub write: StatusWriter<'a>,
+    pub failpoint: FailPoint,
+    pub authz: Option<&'a crate::safety::authz::Authorizer>,
+}
+
+/// The same event on several objects.
+fn notes_on(
+    refs: &[&ObjectReference],
+    type_: NoteType,
+    why: &str,
+    action: &str,
+    text: &str,
+) -> Vec<Note> {
+    refs.iter()
+        .map(|r| Note::new(r, type_, why, action, text))
+        .collect()
+}
+
 /// Runs the steps of an approved plan in order.
-#[allow(clippy::too_many_arguments)]
 pub async fn execute(
-    client: &Client,
-    events: &Events,
+    env: &Env<'_>,
     plan: &AIPlan,
     mut status: AIPlanStatus,
     token: &Approved,
-    write: StatusWriter<'_>,
-    failpoint: FailPoint,
-    authz: Option<&crate::safety::authz::Authorizer>,
 ) -> Result<(AIPlanStatus, ExecOutcome), ExecError> {
+    let Env {
+        client,
+        events,
+        write,
+        failpoint,
+        authz,
+    } = *env;
     let plan_ref = object_ref(plan);
     let now = || Time(Timestamp::now());
     for i in 0..status.steps.len() {
@@ -132,7 +159,12 @@ pub async fn execute(
                 // The event first: a crash before the write verifies (and
                 // reports) again; after it, the step is done and reported.
                 events
-                    .publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg)
+                    .notes(&[Note::normal(
+                        &plan_ref,
+                        reason::STEP_VERIFIED,
+                        &action,
+                        msg.as_str(),
+                    )])
                     .await;
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
@@ -153,18 +185,14 @@ pub async fn execute(
                     "step {n} ({}): {why}; nothing was changed. Create a new plan.",
                     step.tool
                 );
-                let status = stop_at(
-                    status,
-                    i,
-                    &msg,
-                    false,
-                    write,
-                    events,
-                    &[&plan_ref, &target_ref],
-                    reason::DRIFTED,
-                    &action,
-                )
-                .await?;
+                let on = [&plan_ref, &target_ref];
+                let notes = notes_on(&on, NoteType::Warning, reason::DRIFTED, &action, &msg);
+                let stop = Stop {
+                    step: i,
+                    message: &msg,
+                    ran: false,
+                };
+                let status = stop_at(env, status, stop, &notes).await?;
                 return Ok((status, ExecOutcome::Drifted(msg)));
             }
         }
@@ -179,18 +207,19 @@ pub async fn execute(
                 return Err(ExecError::Tool(e));
             }
             let msg = format!("step {n} ({}) refused: {e}; nothing was changed", step.tool);
-            let status = stop_at(
-                status,
-                i,
-                &msg,
-                false,
-                write,
-                events,
+            let notes = notes_on(
                 &[&plan_ref],
+                NoteType::Warning,
                 reason::STEP_FAILED,
                 &action,
-            )
-            .await?;
+                &msg,
+            );
+            let stop = Stop {
+                step: i,
+                message: &msg,
+                ran: false,
+            };
+            let status = stop_at(env, status, stop, &notes).await?;
             return Ok((status, ExecOutcome::Failed(msg)));
         }
 
@@ -202,11 +231,15 @@ pub async fn execute(
         status.phase = Some(PlanPhase::Executing);
         status = write(status).await.map_err(ExecError::Status)?;
         let note = format!("step {n}: {} — before: {}", step.reason, before);
+        let on = [&plan_ref, &target_ref];
         events
-            .publish_all(&[
-                (&plan_ref, false, reason::STEP_STARTED, &action, &note),
-                (&target_ref, false, reason::STEP_STARTED, &action, &note),
-            ])
+            .notes(&notes_on(
+                &on,
+                NoteType::Normal,
+                reason::STEP_STARTED,
+                &action,
+                &note,
+            ))
             .await;
         failpoint.hit(FailPoint::AfterStepRunning);
 
@@ -223,11 +256,10 @@ pub async fn execute(
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(format!("applied; after: {after}"));
                 // Events before the write that marks the step done (at least once).
+                let on = [&plan_ref, &target_ref];
+                let why = reason::STEP_SUCCEEDED;
                 events
-                    .publish_all(&[
-                        (&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
-                        (&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
-                    ])
+                    .notes(&notes_on(&on, NoteType::Normal, why, &action, &msg))
                     .await;
                 let last = i + 1 == status.steps.len();
                 if !last {
@@ -240,18 +272,14 @@ pub async fn execute(
             }
             Err(e) => {
                 let msg = format!("step {n} ({}) failed: {e}", step.tool);
-                let status = stop_at(
-                    status,
-                    i,
-                    &msg,
-                    true,
-                    write,
-                    events,
-                    &[&plan_ref, &target_ref],
-                    reason::STEP_FAILED,
-                    &action,
-                )
-                .await?;
+                let on = [&plan_ref, &target_ref];
+                let notes = notes_on(&on, NoteType::Warning, reason::STEP_FAILED, &action, &msg);
+                let stop = Stop {
+                    step: i,
+                    message: &msg,
+                    ran: true,
+                };
+                let status = stop_at(env, status, stop, &notes).await?;
                 return Ok((status, ExecOutcome::Failed(msg)));
             }
         }
@@ -259,31 +287,32 @@ pub async fn execute(
     Ok((status, ExecOutcome::Succeeded))
 }
 
-/// Stops a plan at step `i`: marks it Failed (with `finished` time when it ran),
-/// skips the rest, persists, and records a Warning event on each object.
-#[allow(clippy::too_many_arguments)]
+/// Where a plan stops: at which step, why, and whether that step ran (then
+/// it gets a finish time).
+struct Stop<'a> {
+    step: usize,
+    message: &'a str,
+    ran: bool,
+}
+
+/// Stops a plan: marks the step Failed, skips the rest, publishes the
+/// (Warning) notes, then persists.
 async fn stop_at(
+    env: &Env<'_>,
     mut status: AIPlanStatus,
-    i: usize,
-    msg: &str,
-    finished: bool,
-    write: StatusWriter<'_>,
-    events: &Events,
-    on: &[&k8s_openapi::api::core::v1::ObjectReference],
-    why: &str,
-    action: &str,
+    stop: Stop<'_>,
+    notes: &[Note],
 ) -> Result<AIPlanStatus, ExecError> {
+    let i = stop.step;
     status.steps[i].state = StepState::Failed;
-    if finished {
+    if stop.ran {
         status.steps[i].finished_at = Some(Time(Timestamp::now()));
     }
-    status.steps[i].message = Some(msg.to_string());
+    status.steps[i].message = Some(stop.message.to_string());
     skip_rest(&mut status, i + 1);
     // Events before the write (at least once across a crash).
-    for r in on {
-        events.publish(r, true, why, action, msg).await;
-    }
-    let status = write(status).await.map_err(ExecError::Status)?;
+    env.events.notes(notes).await;
+    let status = (env.write)(status).await.map_err(ExecError::Status)?;
     Ok(status)
 }
 

@@ -165,16 +165,6 @@ impl Events {
         }
     }
 
-    /// Publishes several events at once (one round trip of latency, not one each).
-    pub async fn publish_all(&self, items: &[(&ObjectReference, bool, &str, &str, &str)]) {
-        futures::future::join_all(
-            items
-                .iter()
-                .map(|(r, w, why, action, note)| self.publish(r, *w, why, action, note)),
-        )
-        .await;
-    }
-
     /// Publishes several notes at once (one round trip of latency, not one each).
     pub async fn notes(&self, notes: &[Note]) {
         futures::future::join_all(notes.iter().map(|n| {
