@@ -5,8 +5,10 @@
 //! - [`agent`]: planners (the offline builtin planner) behind one trait.
 //! - [`tools`]: read-only tools, and mutating tools that can only be planned.
 //! - [`safety`]: guardrails and redaction.
-//! - [`execute`]: the approval gate and the executor of approved plans.
+//! - [`approval`]: the approval decision and the only place its token is minted.
+//! - [`execute`]: the executor of approved plans.
 //! - [`controller`]: the reconciler.
+//! - [`k8s`]: Kubernetes API errors shared by every module that calls the API.
 //! - [`telemetry`]: metrics, events, tracing, health endpoints.
 //! - [`plugin`]: the `kubectl kubilitics` plugin.
 //! - [`mcp`]: the MCP server (rmcp) for AI assistants.
@@ -14,8 +16,10 @@
 
 pub mod agent;
 pub mod api;
+pub mod approval;
 pub mod controller;
 pub mod execute;
+pub mod k8s;
 pub mod mcp;
 pub mod plugin;
 pub mod safety;

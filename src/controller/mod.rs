@@ -6,129 +6,34 @@
 //! Watches are cheap: both streams pass only generation changes (spec edits,
 //! approvals, rejections), not our own status writes.
 
+mod answer;
+mod conditions;
+mod context;
+mod decide;
 pub mod leader;
+mod planning;
 mod request;
 mod status;
 
+pub use context::{Config, Context, Error, WriteMemo};
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use kube::{
     Api, Client,
     runtime::{
         Controller, WatchStreamExt,
-        controller::{Action, Config as ControllerConfig},
+        controller::Config as ControllerConfig,
         predicates, reflector,
         watcher::{self, Config as WatcherConfig},
     },
 };
 
-use crate::agent::{AgentError, Planner};
+use crate::agent::Planner;
 use crate::api::{AIPlan, AIRequest};
-use crate::execute::{ExecError, FailPoint};
-use crate::safety::Guardrails;
-use crate::telemetry::{Events, Ready, metrics};
-use crate::tools::ToolError;
-
-/// Operator settings.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Watch only this namespace (all namespaces when `None`).
-    pub namespace: Option<String>,
-    /// How long a plan waits for approval before it expires.
-    pub plan_ttl: Duration,
-    pub guardrails: Guardrails,
-    pub failpoint: FailPoint,
-    /// Reporting instance for events (pod name).
-    pub instance: Option<String>,
-    /// Requests reconciled in parallel.
-    pub concurrency: u16,
-    /// Delete finished requests (and, through owner references, their plans)
-    /// this long after they finished. `None` keeps them (the default: GitOps
-    /// tools would re-create deleted requests from git).
-    pub finished_ttl: Option<Duration>,
-    /// Refuse to plan or execute without a requester and an approver identity
-    /// stamped at admission (the default). Off only in `--insecure-dev-mode`:
-    /// then requests without an identity run with the operator's own RBAC.
-    pub require_identity: bool,
-    /// The requester may not approve their own plan.
-    pub separation_of_duties: bool,
-    /// Usernames whose approvals stand for a reviewed commit (GitOps sync
-    /// accounts): exempt from separation of duties, not from any other check.
-    pub gitops_identities: Vec<String>,
-    /// Per-requester rate limit and LLM token budget (off when `None`).
-    pub quota: Option<crate::safety::quota::QuotaConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            namespace: None,
-            plan_ttl: Duration::from_secs(3600),
-            guardrails: Guardrails::default(),
-            failpoint: FailPoint::None,
-            instance: None,
-            concurrency: 16,
-            finished_ttl: None,
-            require_identity: true,
-            separation_of_duties: true,
-            gitops_identities: vec![],
-            quota: None,
-        }
-    }
-}
-
-/// Shared state of all reconciles.
-pub struct Context {
-    pub client: Client,
-    pub events: Events,
-    pub planner: Arc<dyn Planner>,
-    pub config: Config,
-}
-
-/// Reconcile errors, each with a metric label and a retry delay.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    #[error(transparent)]
-    Tool(#[from] ToolError),
-}
-
-impl Error {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "kube",
-            Error::Agent(_) => "agent",
-            Error::Exec(_) => "execute",
-            Error::Tool(_) => "tool",
-        }
-    }
-
-    fn retry_after(&self) -> Duration {
-        match self {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
-            Error::Kube(_) | Error::Exec(_) => Duration::from_secs(2),
-            Error::Agent(e) if e.is_transient() => Duration::from_secs(5),
-            Error::Tool(e) if e.is_transient() => Duration::from_secs(5),
-            _ => Duration::from_secs(60),
-        }
-    }
-}
-
-fn error_policy(req: Arc<AIRequest>, err: &Error, _ctx: Arc<Context>) -> Action {
-    metrics()
-        .reconcile_errors
-        .with_label_values(&[err.label()])
-        .inc();
-    tracing::warn!(request = %kube::ResourceExt::name_any(req.as_ref()), error = %err, "reconcile failed");
-    Action::requeue(err.retry_after())
-}
+use crate::telemetry::{Events, Ready};
+use context::error_policy;
 
 /// Runs the controller until a shutdown signal.
 pub async fn run(
@@ -159,6 +64,7 @@ pub async fn run(
         events,
         planner,
         config,
+        written: Default::default(),
     });
     let (reader, writer) = reflector::store();
     let request_stream = watcher::watcher(requests, WatcherConfig::default())

@@ -1,107 +1,177 @@
-//! Status writing and the pure mapping from phases to conditions.
+//! Effects: the server-side-apply status writers (one field manager, no write
+//! when nothing changed) and [`apply`], the one place a [`Decision`] is carried
+//! out. Its order is fixed: events first, then the plan's status, then the
+//! request's status that records them, then metrics. A crash in between
+//! leaves the request unrecorded, so the next reconcile decides the same
+//! and publishes again: events at least once, never not at all.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{Patch, PatchParams},
+    runtime::controller::Action,
 };
 use serde_json::json;
 
-use crate::api::{
-    AIPlan, AIPlanStatus, AIRequest, AIRequestStatus, MANAGER, PlanPhase, READY, RECONCILING,
-    RequestPhase, STALLED, condition, conditions_eq, reason,
+use super::context::{Context, Error, WriteMemo};
+use super::decide::{
+    Count, Decision, Execution, Finish, IDLE_REQUEUE, Need, Next, Update, final_request,
+    finish_notes,
 };
+use crate::api::{
+    AIPlan, AIPlanStatus, AIRequest, AIRequestStatus, MANAGER, conditions_eq, truncate,
+};
+use crate::telemetry::metrics;
 
-/// `Ready` always; `Reconciling` while the operator works; `Stalled` when a
-/// person must act on a failure — the kstatus conventions.
-fn conditions(
-    prev: &[Condition],
-    (ready, reconciling, stalled): (bool, bool, bool),
-    why: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Vec<Condition> {
-    let now = Timestamp::now();
-    let mut out = vec![condition(prev, READY, ready, why, message, generation, now)];
-    if reconciling {
-        out.push(condition(
-            prev,
-            RECONCILING,
-            true,
-            why,
-            message,
-            generation,
-            now,
-        ));
+/// The objects a decision is about.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub request: &'a AIRequest,
+    /// The request's current plan, when it was read.
+    pub plan: Option<&'a AIPlan>,
+}
+
+/// What is left to do after [`apply`].
+#[derive(Debug)]
+pub enum Applied {
+    /// Done: look again per the action.
+    Done(Action),
+    /// Nothing was applied: read this, then decide again.
+    Observe(Need),
+    /// Nothing was applied: the request needs planning.
+    Plan,
+    /// Execute this approved plan.
+    Execute(Box<Execution>),
+}
+
+/// Carries out a decision.
+pub async fn apply(ctx: &Context, t: Target<'_>, decision: Decision) -> Result<Applied, Error> {
+    match decision {
+        Decision::Observe(need) => Ok(Applied::Observe(need)),
+        Decision::Plan => Ok(Applied::Plan),
+        Decision::Delete => delete(ctx, t.request).await.map(Applied::Done),
+        Decision::Update(u) => update(ctx, t, *u).await,
+        Decision::Finish(f) => {
+            let ps = t.plan.and_then(|p| p.status.clone()).unwrap_or_default();
+            finish(ctx, t, ps, f).await
+        }
     }
-    if stalled {
-        out.push(condition(
-            prev, STALLED, true, why, message, generation, now,
-        ));
+}
+
+/// Publishes the notes, then writes the statuses that record them.
+async fn update(ctx: &Context, t: Target<'_>, u: Update) -> Result<Applied, Error> {
+    let ns = t.request.namespace().unwrap_or_default();
+    ctx.events.notes(&u.notes).await;
+    if let Some(ps) = u.plan {
+        match t.plan {
+            Some(plan) => {
+                write_plan(&plans(ctx, &ns), &plan.name_any(), plan.status.as_ref(), ps).await?;
+            }
+            None => tracing::error!("a plan status to write, but no plan was read; not written"),
+        }
     }
-    out
-}
-
-/// Conditions for a request phase.
-pub fn request_conditions(
-    prev: &[Condition],
-    phase: RequestPhase,
-    why: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Vec<Condition> {
-    use RequestPhase::*;
-    let flags = (
-        matches!(phase, Answered | Succeeded),
-        matches!(phase, Pending | Planning | Executing),
-        matches!(phase, Failed | Rejected | Expired),
-    );
-    conditions(prev, flags, why, message, generation)
-}
-
-/// Moves a request status to `phase` with matching conditions and the current generation.
-pub fn set_request_phase(
-    s: &mut AIRequestStatus,
-    phase: RequestPhase,
-    why: &str,
-    message: &str,
-    generation: Option<i64>,
-) {
-    s.phase = Some(phase);
-    s.conditions = request_conditions(&s.conditions, phase, why, message, generation);
-    s.observed_generation = generation;
-}
-
-/// Conditions for a plan phase.
-pub fn plan_conditions(
-    prev: &[Condition],
-    phase: PlanPhase,
-    why: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Vec<Condition> {
-    use PlanPhase::*;
-    let flags = (
-        phase == Succeeded,
-        matches!(phase, Approved | Executing),
-        matches!(phase, Failed | Rejected | Expired),
-    );
-    conditions(prev, flags, why, message, generation)
-}
-
-/// Reason for a plan phase's conditions.
-pub fn plan_reason(phase: PlanPhase) -> &'static str {
-    match phase {
-        PlanPhase::AwaitingApproval => reason::APPROVAL_REQUIRED,
-        PlanPhase::Approved => reason::APPROVED,
-        PlanPhase::Executing => reason::EXECUTING,
-        PlanPhase::Succeeded => reason::SUCCEEDED,
-        PlanPhase::Failed => reason::FAILED,
-        PlanPhase::Rejected => reason::REJECTED,
-        PlanPhase::Expired => reason::EXPIRED,
-        PlanPhase::Superseded => reason::SUPERSEDED,
+    if let Some(rs) = u.request {
+        write_request(&requests(ctx, &ns), &ctx.written, t.request, rs).await?;
     }
+    for c in u.counts {
+        match c {
+            Count::Request { op, result } => {
+                metrics().requests.with_label_values(&[&op, result]).inc();
+            }
+            Count::Plan(phase) => metrics().plan_phase(phase),
+        }
+    }
+    Ok(match u.then {
+        Next::AwaitChange => Applied::Done(Action::await_change()),
+        Next::Final => Applied::Done(final_requeue(ctx)),
+        Next::Until(at) => Applied::Done(requeue_until(at)),
+        Next::After(d) => Applied::Done(Action::requeue(d)),
+        Next::Execute(e) => Applied::Execute(e),
+        Next::Retry(e) => return Err(e),
+    })
+}
+
+/// Writes a final phase on the plan (from `ps`, its latest status), then
+/// the events on both objects, then the request that records them.
+pub async fn finish(
+    ctx: &Context,
+    t: Target<'_>,
+    ps: AIPlanStatus,
+    f: Finish,
+) -> Result<Applied, Error> {
+    let Some(plan) = t.plan else {
+        tracing::error!(phase = ?f.phase, "a plan to finish, but no plan was read");
+        return Ok(Applied::Done(Action::await_change()));
+    };
+    let ns = plan.namespace().unwrap_or_default();
+    let ps = f.plan_status(ps, plan.metadata.generation);
+    let ps = write_plan(&plans(ctx, &ns), &plan.name_any(), plan.status.as_ref(), ps).await?;
+    let phase = format!("{:?}", f.phase);
+    metrics().plan_phase(&phase);
+    let op = ps.steps.first().map(|s| s.tool.clone()).unwrap_or_default();
+    metrics()
+        .requests
+        .with_label_values(&[&op, &phase.to_lowercase()])
+        .inc();
+    let text = truncate(&f.message, 1000);
+    let rstatus = t.request.status.clone().unwrap_or_default();
+    let u = Update {
+        notes: finish_notes(plan, t.request, f.note_type(), f.reason, &text),
+        request: final_request(t.request, &ps, rstatus),
+        then: Next::Final,
+        ..Default::default()
+    };
+    update(ctx, Target { plan: None, ..t }, u).await
+}
+
+/// Deletes a finished request (its plans follow through owner references).
+async fn delete(ctx: &Context, req: &AIRequest) -> Result<Action, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let name = req.name_any();
+    tracing::info!(namespace = %ns, request = %name, ttl = ?ctx.config.finished_ttl, "deleting finished request after its TTL");
+    let dp = kube::api::DeleteParams {
+        preconditions: req
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..kube::api::DeleteParams::background()
+    };
+    match requests(ctx, &ns).delete(&name, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
+}
+
+pub fn requests(ctx: &Context, ns: &str) -> Api<AIRequest> {
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+pub fn plans(ctx: &Context, ns: &str) -> Api<AIPlan> {
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// Next look at a request that reached a final phase: when its TTL is due, or much later.
+pub fn final_requeue(ctx: &Context) -> Action {
+    match ctx.config.finished_ttl {
+        Some(ttl) => Action::requeue(ttl.min(IDLE_REQUEUE) + Duration::from_millis(50)),
+        None => Action::requeue(IDLE_REQUEUE),
+    }
+}
+
+fn requeue_until(t: Timestamp) -> Action {
+    let left = t.as_millisecond() - Timestamp::now().as_millisecond();
+    Action::requeue(Duration::from_millis(
+        left.clamp(10, IDLE_REQUEUE.as_millis() as i64) as u64 + 5,
+    ))
 }
 
 fn request_eq(a: &AIRequestStatus, b: &AIRequestStatus) -> bool {
@@ -121,9 +191,11 @@ fn plan_eq(a: &AIPlanStatus, b: &AIPlanStatus) -> bool {
 }
 
 /// Writes the whole request status with server-side apply, unless it equals
-/// the current one (ignoring condition timestamps).
+/// the current one (ignoring condition timestamps), and remembers the write
+/// in `memo` (read-your-writes).
 pub async fn write_request(
     api: &Api<AIRequest>,
+    memo: &Arc<WriteMemo>,
     req: &AIRequest,
     status: AIRequestStatus,
 ) -> Result<AIRequestStatus, kube::Error> {
@@ -139,47 +211,17 @@ pub async fn write_request(
         "kind": "AIRequest",
         "status": status,
     });
-    let name = kube::ResourceExt::name_any(req);
     let written = api
         .patch_status(
-            &name,
+            &req.name_any(),
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await?;
-    if let (Some(uid), Some(rv)) = (written.metadata.uid, written.metadata.resource_version)
-        && let Ok(mut w) = WRITTEN.lock()
-    {
-        w.insert(uid, rv);
+    if let (Some(uid), Some(rv)) = (written.metadata.uid, written.metadata.resource_version) {
+        memo.record(uid, rv);
     }
     Ok(status)
-}
-
-/// The resourceVersion of our latest status write per request uid, until the
-/// watch cache has caught up with it (read-your-writes; see `cache_is_behind`).
-static WRITTEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// Whether the cached request may predate our own latest status write (then
-/// the reconcile reads it fresh: acting on the stale copy would, e.g., plan
-/// the same input twice). Forgets writes the cache has caught up with.
-pub fn cache_is_behind(req: &AIRequest) -> bool {
-    let (Some(uid), Some(rv)) = (&req.metadata.uid, &req.metadata.resource_version) else {
-        return false;
-    };
-    let Ok(mut w) = WRITTEN.lock() else {
-        return false;
-    };
-    let Some(ours) = w.get(uid) else {
-        return false;
-    };
-    match (rv.parse::<u64>(), ours.parse::<u64>()) {
-        (Ok(cached), Ok(ours)) if cached >= ours => {
-            w.remove(uid);
-            false
-        }
-        _ => rv != ours,
-    }
 }
 
 /// Writes the whole plan status with server-side apply (same rules).
@@ -209,30 +251,8 @@ pub async fn write_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn conditions_follow_phase() {
-        let c = request_conditions(&[], RequestPhase::Answered, "Answered", "ok", Some(1));
-        assert_eq!(c.len(), 1);
-        assert_eq!((c[0].type_.as_str(), c[0].status.as_str()), (READY, "True"));
-        let c = request_conditions(&[], RequestPhase::Planning, "Planning", "", Some(1));
-        assert!(
-            c.iter()
-                .any(|c| c.type_ == RECONCILING && c.status == "True")
-        );
-        let c = request_conditions(&[], RequestPhase::Failed, "Blocked", "", Some(2));
-        assert!(c.iter().any(|c| c.type_ == STALLED && c.status == "True"));
-        assert!(c.iter().all(|c| c.observed_generation == Some(2)));
-        let c = plan_conditions(
-            &[],
-            PlanPhase::AwaitingApproval,
-            "ApprovalRequired",
-            "",
-            Some(1),
-        );
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].status, "False");
-    }
+    use crate::api::RequestPhase;
+    use crate::controller::conditions::request_conditions;
 
     #[test]
     fn equality_ignores_transition_times() {

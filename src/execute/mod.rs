@@ -1,8 +1,7 @@
-//! The approval gate and the executor of approved plans.
+//! The executor of approved plans.
 //!
-//! [`decide_approval`] is pure: it compares the approvals on the plan and on
-//! its request with `status.planId`, and only it can mint [`Approved`], the
-//! token every mutating call needs. The executor re-reads each target before
+//! It needs an [`Approved`] token, which only [`crate::approval`] can mint.
+//! The executor re-reads each target before
 //! its step (drift check), persists `Running` before calling the API and the
 //! result after, so a restart verifies a `Running` step instead of redoing it.
 
@@ -11,96 +10,15 @@ pub mod plan_id;
 pub use plan_id::plan_id;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
-use crate::api::{AIPlan, AIPlanStatus, AIRequest, PlanPhase, StepState, reason};
-use crate::telemetry::{Events, object_ref};
-use crate::tools::{Check, Mutation, ToolError};
-
-/// Proof that a plan was approved by its exact id. Only this module can make one.
-#[derive(Debug)]
-pub struct Approved {
-    _private: (),
-}
-
-/// What the approvals on a plan and its request say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApprovalDecision {
-    /// An approval names the exact plan id.
-    Approved {
-        source: &'static str,
-        comment: Option<String>,
-    },
-    /// The plan was rejected.
-    Rejected { reason: String },
-    /// The plan expired before an approval arrived.
-    Expired,
-    /// An approval names another id (stale or wrong): nothing runs.
-    Mismatch { given: String, source: &'static str },
-    /// No approval yet.
-    Waiting,
-}
-
-pub const SOURCE_PLAN: &str = "AIPlan spec.approval.planId";
-pub const SOURCE_GITOPS: &str = "AIRequest spec.approvedPlanId";
-
-/// Decides what to do with a plan awaiting approval. Pure.
-pub fn decide_approval(plan: &AIPlan, request: &AIRequest, now: Timestamp) -> ApprovalDecision {
-    if let Some(r) = &plan.spec.rejection {
-        return ApprovalDecision::Rejected {
-            reason: r.reason.clone(),
-        };
-    }
-    let status = plan.status.clone().unwrap_or_default();
-    let Some(id) = status.plan_id.as_deref() else {
-        return ApprovalDecision::Waiting;
-    };
-    if status.expires_at.as_ref().is_some_and(|t| t.0 <= now) {
-        return ApprovalDecision::Expired;
-    }
-    let candidates = [
-        (
-            plan.spec.approval.as_ref().map(|a| a.plan_id.as_str()),
-            SOURCE_PLAN,
-        ),
-        (request.spec.approved_plan_id.as_deref(), SOURCE_GITOPS),
-    ];
-    for (given, source) in candidates {
-        if given == Some(id) {
-            return ApprovalDecision::Approved {
-                source,
-                comment: plan.spec.approval.as_ref().and_then(|a| a.comment.clone()),
-            };
-        }
-    }
-    for (given, source) in candidates {
-        if let Some(g) = given {
-            return ApprovalDecision::Mismatch {
-                given: g.to_string(),
-                source,
-            };
-        }
-    }
-    ApprovalDecision::Waiting
-}
-
-/// Mints the token for an approved decision.
-pub fn approve(decision: &ApprovalDecision) -> Option<Approved> {
-    matches!(decision, ApprovalDecision::Approved { .. }).then_some(Approved { _private: () })
-}
-
-/// Mints the token to resume a plan after a restart: only one that recorded
-/// its approval (who and when) in status before its first step, and that has
-/// not finished.
-pub fn resume(status: &AIPlanStatus) -> Option<Approved> {
-    let approved = status.approved_at.is_some() && status.approved_by.is_some();
-    let phase_ok = matches!(
-        status.phase,
-        Some(PlanPhase::Approved) | Some(PlanPhase::Executing)
-    );
-    (approved && phase_ok).then_some(Approved { _private: () })
-}
+use crate::api::{AIPlan, AIPlanStatus, PlanPhase, StepState, reason};
+use crate::approval::Approved;
+use crate::k8s::ToolError;
+use crate::telemetry::{Events, Note, NoteType, object_ref};
+use crate::tools::{Check, Mutation};
 
 /// Test-only crash points, read once at startup from `KUBILITICS_AI_FAILPOINT`
 /// (`after-step-running`, `after-step-applied`): the process aborts there,
@@ -168,18 +86,44 @@ pub type StatusWriter<'a> = &'a (
             + Sync
     );
 
+/// What the executor works with: the API, the event publisher, the plan's
+/// status writer, the crash points (tests), and the requester's authorizer
+/// (each step is checked again against the requester's own permissions).
+pub struct Env<'a> {
+    pub client: &'a Client,
+    pub events: &'a Events,
+    pub write: StatusWriter<'a>,
+    pub failpoint: FailPoint,
+    pub authz: Option<&'a crate::safety::authz::Authorizer>,
+}
+
+/// The same event on several objects.
+fn notes_on(
+    refs: &[&ObjectReference],
+    type_: NoteType,
+    why: &str,
+    action: &str,
+    text: &str,
+) -> Vec<Note> {
+    refs.iter()
+        .map(|r| Note::new(r, type_, why, action, text))
+        .collect()
+}
+
 /// Runs the steps of an approved plan in order.
-#[allow(clippy::too_many_arguments)]
 pub async fn execute(
-    client: &Client,
-    events: &Events,
+    env: &Env<'_>,
     plan: &AIPlan,
     mut status: AIPlanStatus,
     token: &Approved,
-    write: StatusWriter<'_>,
-    failpoint: FailPoint,
-    authz: Option<&crate::safety::authz::Authorizer>,
 ) -> Result<(AIPlanStatus, ExecOutcome), ExecError> {
+    let Env {
+        client,
+        events,
+        write,
+        failpoint,
+        authz,
+    } = *env;
     let plan_ref = object_ref(plan);
     let now = || Time(Timestamp::now());
     for i in 0..status.steps.len() {
@@ -215,7 +159,12 @@ pub async fn execute(
                 // The event first: a crash before the write verifies (and
                 // reports) again; after it, the step is done and reported.
                 events
-                    .publish(&plan_ref, false, reason::STEP_VERIFIED, &action, &msg)
+                    .notes(&[Note::normal(
+                        &plan_ref,
+                        reason::STEP_VERIFIED,
+                        &action,
+                        msg.as_str(),
+                    )])
                     .await;
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
@@ -236,18 +185,14 @@ pub async fn execute(
                     "step {n} ({}): {why}; nothing was changed. Create a new plan.",
                     step.tool
                 );
-                let status = stop_at(
-                    status,
-                    i,
-                    &msg,
-                    false,
-                    write,
-                    events,
-                    &[&plan_ref, &target_ref],
-                    reason::DRIFTED,
-                    &action,
-                )
-                .await?;
+                let on = [&plan_ref, &target_ref];
+                let notes = notes_on(&on, NoteType::Warning, reason::DRIFTED, &action, &msg);
+                let stop = Stop {
+                    step: i,
+                    message: &msg,
+                    ran: false,
+                };
+                let status = stop_at(env, status, stop, &notes).await?;
                 return Ok((status, ExecOutcome::Drifted(msg)));
             }
         }
@@ -262,18 +207,19 @@ pub async fn execute(
                 return Err(ExecError::Tool(e));
             }
             let msg = format!("step {n} ({}) refused: {e}; nothing was changed", step.tool);
-            let status = stop_at(
-                status,
-                i,
-                &msg,
-                false,
-                write,
-                events,
+            let notes = notes_on(
                 &[&plan_ref],
+                NoteType::Warning,
                 reason::STEP_FAILED,
                 &action,
-            )
-            .await?;
+                &msg,
+            );
+            let stop = Stop {
+                step: i,
+                message: &msg,
+                ran: false,
+            };
+            let status = stop_at(env, status, stop, &notes).await?;
             return Ok((status, ExecOutcome::Failed(msg)));
         }
 
@@ -285,11 +231,15 @@ pub async fn execute(
         status.phase = Some(PlanPhase::Executing);
         status = write(status).await.map_err(ExecError::Status)?;
         let note = format!("step {n}: {} — before: {}", step.reason, before);
+        let on = [&plan_ref, &target_ref];
         events
-            .publish_all(&[
-                (&plan_ref, false, reason::STEP_STARTED, &action, &note),
-                (&target_ref, false, reason::STEP_STARTED, &action, &note),
-            ])
+            .notes(&notes_on(
+                &on,
+                NoteType::Normal,
+                reason::STEP_STARTED,
+                &action,
+                &note,
+            ))
             .await;
         failpoint.hit(FailPoint::AfterStepRunning);
 
@@ -306,11 +256,10 @@ pub async fn execute(
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(format!("applied; after: {after}"));
                 // Events before the write that marks the step done (at least once).
+                let on = [&plan_ref, &target_ref];
+                let why = reason::STEP_SUCCEEDED;
                 events
-                    .publish_all(&[
-                        (&plan_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
-                        (&target_ref, false, reason::STEP_SUCCEEDED, &action, &msg),
-                    ])
+                    .notes(&notes_on(&on, NoteType::Normal, why, &action, &msg))
                     .await;
                 let last = i + 1 == status.steps.len();
                 if !last {
@@ -323,18 +272,14 @@ pub async fn execute(
             }
             Err(e) => {
                 let msg = format!("step {n} ({}) failed: {e}", step.tool);
-                let status = stop_at(
-                    status,
-                    i,
-                    &msg,
-                    true,
-                    write,
-                    events,
-                    &[&plan_ref, &target_ref],
-                    reason::STEP_FAILED,
-                    &action,
-                )
-                .await?;
+                let on = [&plan_ref, &target_ref];
+                let notes = notes_on(&on, NoteType::Warning, reason::STEP_FAILED, &action, &msg);
+                let stop = Stop {
+                    step: i,
+                    message: &msg,
+                    ran: true,
+                };
+                let status = stop_at(env, status, stop, &notes).await?;
                 return Ok((status, ExecOutcome::Failed(msg)));
             }
         }
@@ -342,31 +287,32 @@ pub async fn execute(
     Ok((status, ExecOutcome::Succeeded))
 }
 
-/// Stops a plan at step `i`: marks it Failed (with `finished` time when it ran),
-/// skips the rest, persists, and records a Warning event on each object.
-#[allow(clippy::too_many_arguments)]
+/// Where a plan stops: at which step, why, and whether that step ran (then
+/// it gets a finish time).
+struct Stop<'a> {
+    step: usize,
+    message: &'a str,
+    ran: bool,
+}
+
+/// Stops a plan: marks the step Failed, skips the rest, publishes the
+/// (Warning) notes, then persists.
 async fn stop_at(
+    env: &Env<'_>,
     mut status: AIPlanStatus,
-    i: usize,
-    msg: &str,
-    finished: bool,
-    write: StatusWriter<'_>,
-    events: &Events,
-    on: &[&k8s_openapi::api::core::v1::ObjectReference],
-    why: &str,
-    action: &str,
+    stop: Stop<'_>,
+    notes: &[Note],
 ) -> Result<AIPlanStatus, ExecError> {
+    let i = stop.step;
     status.steps[i].state = StepState::Failed;
-    if finished {
+    if stop.ran {
         status.steps[i].finished_at = Some(Time(Timestamp::now()));
     }
-    status.steps[i].message = Some(msg.to_string());
+    status.steps[i].message = Some(stop.message.to_string());
     skip_rest(&mut status, i + 1);
     // Events before the write (at least once across a crash).
-    for r in on {
-        events.publish(r, true, why, action, msg).await;
-    }
-    let status = write(status).await.map_err(ExecError::Status)?;
+    env.events.notes(notes).await;
+    let status = (env.write)(status).await.map_err(ExecError::Status)?;
     Ok(status)
 }
 
@@ -375,135 +321,5 @@ fn skip_rest(status: &mut AIPlanStatus, from: usize) {
         if s.state == StepState::Pending {
             s.state = StepState::Skipped;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{AIPlanSpec, AIRequestSpec, Approval, Rejection};
-
-    fn fixture(approval: Option<&str>, gitops: Option<&str>, expires: &str) -> (AIPlan, AIRequest) {
-        let mut plan = AIPlan::new(
-            "r-1",
-            AIPlanSpec {
-                approval: approval.map(|id| Approval {
-                    plan_id: id.into(),
-                    comment: None,
-                }),
-                rejection: None,
-            },
-        );
-        plan.status = Some(AIPlanStatus {
-            plan_id: Some("0123456789abcdef".into()),
-            expires_at: Some(Time(expires.parse().unwrap())),
-            ..Default::default()
-        });
-        let req = AIRequest::new(
-            "r",
-            AIRequestSpec {
-                prompt: "x".into(),
-                approved_plan_id: gitops.map(String::from),
-                ..Default::default()
-            },
-        );
-        (plan, req)
-    }
-
-    fn now() -> Timestamp {
-        "2026-01-01T00:00:00Z".parse().unwrap()
-    }
-    const LATER: &str = "2026-01-01T01:00:00Z";
-
-    #[test]
-    fn exact_id_approves_from_either_source() {
-        let (p, r) = fixture(Some("0123456789abcdef"), None, LATER);
-        assert!(matches!(
-            decide_approval(&p, &r, now()),
-            ApprovalDecision::Approved {
-                source: SOURCE_PLAN,
-                ..
-            }
-        ));
-        let (p, r) = fixture(None, Some("0123456789abcdef"), LATER);
-        assert!(matches!(
-            decide_approval(&p, &r, now()),
-            ApprovalDecision::Approved {
-                source: SOURCE_GITOPS,
-                ..
-            }
-        ));
-        assert!(approve(&decide_approval(&p, &r, now())).is_some());
-    }
-
-    #[test]
-    fn wrong_or_missing_id_never_approves() {
-        let (p, r) = fixture(Some("ffffffffffffffff"), None, LATER);
-        let d = decide_approval(&p, &r, now());
-        assert_eq!(
-            d,
-            ApprovalDecision::Mismatch {
-                given: "ffffffffffffffff".into(),
-                source: SOURCE_PLAN
-            }
-        );
-        assert!(approve(&d).is_none());
-        let (p, r) = fixture(None, None, LATER);
-        assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Waiting);
-        let (p, r) = fixture(None, Some("0123456789abcdee"), LATER);
-        assert!(matches!(
-            decide_approval(&p, &r, now()),
-            ApprovalDecision::Mismatch {
-                source: SOURCE_GITOPS,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn resume_needs_a_recorded_approval_and_a_running_phase() {
-        let approved = AIPlanStatus {
-            phase: Some(PlanPhase::Executing),
-            approved_at: Some(Time(now())),
-            approved_by: Some("bob via AIPlan spec.approval.planId".into()),
-            ..Default::default()
-        };
-        assert!(resume(&approved).is_some());
-        for broken in [
-            AIPlanStatus {
-                approved_at: None,
-                ..approved.clone()
-            },
-            AIPlanStatus {
-                approved_by: None,
-                ..approved.clone()
-            },
-            AIPlanStatus {
-                phase: Some(PlanPhase::AwaitingApproval),
-                ..approved.clone()
-            },
-            AIPlanStatus {
-                phase: Some(PlanPhase::Succeeded),
-                ..approved.clone()
-            },
-        ] {
-            assert!(resume(&broken).is_none(), "{broken:?}");
-        }
-    }
-
-    #[test]
-    fn expiry_and_rejection_win_over_approval() {
-        let (p, r) = fixture(Some("0123456789abcdef"), None, "2025-12-31T23:00:00Z");
-        assert_eq!(decide_approval(&p, &r, now()), ApprovalDecision::Expired);
-        let (mut p, r) = fixture(None, Some("0123456789abcdef"), LATER);
-        p.spec.rejection = Some(Rejection {
-            reason: "no".into(),
-        });
-        assert_eq!(
-            decide_approval(&p, &r, now()),
-            ApprovalDecision::Rejected {
-                reason: "no".into()
-            }
-        );
     }
 }

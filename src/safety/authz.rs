@@ -8,7 +8,8 @@ use k8s_openapi::api::authorization::v1::{
 use kube::{Api, Client, api::PostParams};
 
 use crate::api::Requester;
-use crate::tools::{Mutation, ReadCall, ToolError};
+use crate::k8s::ToolError;
+use crate::tools::{Mutation, ReadCall};
 
 /// Annotation the webhook sets on AIRequest creation: JSON of [`Requester`].
 pub const REQUESTER_ANNOTATION: &str = "ai.kubilitics.io/requester";

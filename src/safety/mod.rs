@@ -60,6 +60,15 @@ pub enum Verdict {
     Blocked { reason: String },
 }
 
+/// What the guardrails say of a whole plan: why it is blocked (empty when it
+/// is not), and the risk and warnings of each allowed step.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PlanVerdict {
+    pub blocked: Vec<String>,
+    pub risks: Vec<Risk>,
+    pub warnings: Vec<String>,
+}
+
 impl Guardrails {
     /// Whether an operation (verb, lower-case kind) in a namespace may be planned at all.
     pub fn check_operation(
@@ -81,6 +90,28 @@ impl Guardrails {
             ));
         }
         Ok(())
+    }
+
+    /// Checks every step of a plan, and the plan's length (`max_steps`).
+    pub fn check_plan(&self, mutations: &[Mutation]) -> PlanVerdict {
+        let mut v = PlanVerdict::default();
+        if mutations.len() > self.max_steps {
+            v.blocked.push(format!(
+                "a plan may have at most {} steps, not {}",
+                self.max_steps,
+                mutations.len()
+            ));
+        }
+        for m in mutations {
+            match self.check(m) {
+                Verdict::Allowed { risk, warning } => {
+                    v.risks.push(risk);
+                    v.warnings.extend(warning);
+                }
+                Verdict::Blocked { reason } => v.blocked.push(reason),
+            }
+        }
+        v
     }
 
     /// Checks a mutation and assigns its risk.

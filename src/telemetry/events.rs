@@ -16,13 +16,67 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::{Api, Client, Resource, api::PostParams};
 
 use crate::api::{MANAGER, StepTarget, truncate};
-use crate::tools::kube_is_transient;
+use crate::k8s::kube_is_transient;
 
 /// One shared publisher; publishing never fails a reconcile (it is logged).
 #[derive(Clone)]
 pub struct Events {
     client: Client,
     instance: String,
+}
+
+/// Whether an event reports something normal or something a person should look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteType {
+    Normal,
+    Warning,
+}
+
+/// One event to publish: about what, which type, why (a PascalCase reason),
+/// what was done (`action`), and the text a person reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub regarding: ObjectReference,
+    pub type_: NoteType,
+    pub reason: String,
+    pub action: String,
+    pub text: String,
+}
+
+impl Note {
+    pub fn new(
+        regarding: &ObjectReference,
+        type_: NoteType,
+        reason: &str,
+        action: &str,
+        text: impl Into<String>,
+    ) -> Self {
+        Self {
+            regarding: regarding.clone(),
+            type_,
+            reason: reason.into(),
+            action: action.into(),
+            text: text.into(),
+        }
+    }
+
+    pub fn normal(
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        text: impl Into<String>,
+    ) -> Self {
+        Self::new(regarding, NoteType::Normal, reason, action, text)
+    }
+
+    pub fn warning(
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        text: impl Into<String>,
+    ) -> Self {
+        Self::new(regarding, NoteType::Warning, reason, action, text)
+    }
 }
 
 /// The reference of an object for events.
@@ -111,13 +165,17 @@ impl Events {
         }
     }
 
-    /// Publishes several events at once (one round trip of latency, not one each).
-    pub async fn publish_all(&self, items: &[(&ObjectReference, bool, &str, &str, &str)]) {
-        futures::future::join_all(
-            items
-                .iter()
-                .map(|(r, w, why, action, note)| self.publish(r, *w, why, action, note)),
-        )
+    /// Publishes several notes at once (one round trip of latency, not one each).
+    pub async fn notes(&self, notes: &[Note]) {
+        futures::future::join_all(notes.iter().map(|n| {
+            self.publish(
+                &n.regarding,
+                n.type_ == NoteType::Warning,
+                &n.reason,
+                &n.action,
+                &n.text,
+            )
+        }))
         .await;
     }
 

@@ -5,7 +5,7 @@ mod events;
 mod kube_api;
 mod metrics;
 
-pub use events::{Events, object_ref};
+pub use events::{Events, Note, NoteType, object_ref};
 pub use kube_api::{classify, counted_client};
 pub use metrics::{Metrics, metrics};
 

@@ -1,6 +1,6 @@
 //! Mutating tools. This module can *plan* a mutation (read the live object,
 //! ask the API server for a dry run, say how to undo it) and *check* a live
-//! object against a plan. Applying it needs an [`crate::execute::Approved`]
+//! object against a plan. Applying it needs an [`crate::approval::Approved`]
 //! token, which only the approval gate can mint.
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::ToolError;
 use crate::api::{MANAGER, PlanStep, Risk, StepState, StepTarget};
-use crate::execute::Approved;
+use crate::approval::Approved;
 
 /// Annotation `kubectl rollout restart` sets; we set the same one.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";

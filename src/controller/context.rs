@@ -1,0 +1,155 @@
+//! What every reconcile shares: the [`Context`] (client, event publisher,
+//! planner, settings, and the read-your-writes memo of our own status
+//! writes), the operator's [`Config`], and the reconcile [`Error`] with its
+//! metric label and retry delay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::{Client, runtime::controller::Action};
+
+use crate::agent::{AgentError, Planner};
+use crate::api::AIRequest;
+use crate::execute::{ExecError, FailPoint};
+use crate::k8s::ToolError;
+use crate::safety::Guardrails;
+use crate::telemetry::{Events, metrics};
+
+/// Operator settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// How long a plan waits for approval before it expires.
+    pub plan_ttl: Duration,
+    pub guardrails: Guardrails,
+    pub failpoint: FailPoint,
+    /// Reporting instance for events (pod name).
+    pub instance: Option<String>,
+    /// Requests reconciled in parallel.
+    pub concurrency: u16,
+    /// Delete finished requests (and, through owner references, their plans)
+    /// this long after they finished. `None` keeps them (the default: GitOps
+    /// tools would re-create deleted requests from git).
+    pub finished_ttl: Option<Duration>,
+    /// Refuse to plan or execute without a requester and an approver identity
+    /// stamped at admission (the default). Off only in `--insecure-dev-mode`:
+    /// then requests without an identity run with the operator's own RBAC.
+    pub require_identity: bool,
+    /// The requester may not approve their own plan.
+    pub separation_of_duties: bool,
+    /// Usernames whose approvals stand for a reviewed commit (GitOps sync
+    /// accounts): exempt from separation of duties, not from any other check.
+    pub gitops_identities: Vec<String>,
+    /// Per-requester rate limit and LLM token budget (off when `None`).
+    pub quota: Option<crate::safety::quota::QuotaConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            plan_ttl: Duration::from_secs(3600),
+            guardrails: Guardrails::default(),
+            failpoint: FailPoint::None,
+            instance: None,
+            concurrency: 16,
+            finished_ttl: None,
+            require_identity: true,
+            separation_of_duties: true,
+            gitops_identities: vec![],
+            quota: None,
+        }
+    }
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub events: Events,
+    pub planner: Arc<dyn Planner>,
+    pub config: Config,
+    /// Our latest status write per request (shared with planning checkpoints).
+    pub written: Arc<WriteMemo>,
+}
+
+/// Reconcile errors, each with a metric label and a retry delay.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+impl Error {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Agent(_) => "agent",
+            Error::Exec(_) => "execute",
+            Error::Tool(_) => "tool",
+        }
+    }
+
+    pub(super) fn retry_after(&self) -> Duration {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
+            Error::Kube(_) | Error::Exec(_) => Duration::from_secs(2),
+            Error::Agent(e) if e.is_transient() => Duration::from_secs(5),
+            Error::Tool(e) if e.is_transient() => Duration::from_secs(5),
+            _ => Duration::from_secs(60),
+        }
+    }
+}
+
+pub(super) fn error_policy(req: Arc<AIRequest>, err: &Error, _ctx: Arc<Context>) -> Action {
+    metrics()
+        .reconcile_errors
+        .with_label_values(&[err.label()])
+        .inc();
+    tracing::warn!(request = %kube::ResourceExt::name_any(req.as_ref()), error = %err, "reconcile failed");
+    Action::requeue(err.retry_after())
+}
+
+/// The resourceVersion of our latest status write per request uid, until the
+/// watch cache has caught up with it (read-your-writes). One per controller:
+/// it lives in the [`Context`], not in a process-wide static.
+#[derive(Debug, Default)]
+pub struct WriteMemo(Mutex<HashMap<String, String>>);
+
+impl WriteMemo {
+    /// Remembers that we wrote `uid` at resourceVersion `rv`.
+    pub fn record(&self, uid: String, rv: String) {
+        if let Ok(mut w) = self.0.lock() {
+            w.insert(uid, rv);
+        }
+    }
+
+    /// Whether the cached request may predate our own latest status write (then
+    /// the reconcile reads it fresh: acting on the stale copy would, e.g., plan
+    /// the same input twice). Forgets writes the cache has caught up with.
+    pub fn cache_is_behind(&self, req: &AIRequest) -> bool {
+        let (Some(uid), Some(rv)) = (&req.metadata.uid, &req.metadata.resource_version) else {
+            return false;
+        };
+        let Ok(mut w) = self.0.lock() else {
+            return false;
+        };
+        let Some(ours) = w.get(uid) else {
+            return false;
+        };
+        match (rv.parse::<u64>(), ours.parse::<u64>()) {
+            (Ok(cached), Ok(ours)) if cached >= ours => {
+                w.remove(uid);
+                false
+            }
+            _ => rv != ours,
+        }
+    }
+}

@@ -1,0 +1,701 @@
+//! Planning a request whose inputs are new: quota, the planner (with its
+//! checkpoint in status), guardrails, the requester's own permissions and a
+//! server-side dry run of every step. It ends in the [`Update`] that records
+//! the outcome (answered, refused, failed, or a plan awaiting approval), which
+//! the reconcile applies like any other decision.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ObjectMeta, PostParams},
+};
+
+use super::answer::{self, PlanView};
+use super::conditions::{plan_conditions, request_conditions, set_request_phase};
+use super::context::{Context, Error};
+use super::decide::{Count, Next, Update, next_plan_name, superseded};
+use super::status::{Target, apply, plans, requests, write_plan, write_request};
+use crate::agent::{AgentState, Outcome, PlanInput};
+use crate::api::{
+    AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestStatus, PlanPhase, PlanStep,
+    RequestPhase, Risk, reason, truncate,
+};
+use crate::execute::plan_id;
+use crate::safety::authz::{Authorizer, REQUESTER_ANNOTATION, identity_from, mutation_permissions};
+use crate::telemetry::{Note, metrics, object_ref};
+use crate::tools::{Mutation, ReadTools};
+
+/// A planner still working after this long has its request marked `Planning`.
+const PLANNING_VISIBLE_AFTER: Duration = Duration::from_millis(250);
+
+/// Checkpoints bigger than this are not kept (the agent goes on without one).
+const MAX_CHECKPOINT: usize = 256 * 1024;
+
+/// Plans (or re-plans) a request whose inputs are new.
+pub async fn plan(ctx: &Context, req: &AIRequest, digest: String) -> Result<Update, Error> {
+    let gen_ = req.metadata.generation;
+    let mut status = req.status.clone().unwrap_or_default();
+    supersede(ctx, req, &status).await?;
+    let quota_user = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
+        .map(|r| r.username)
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(wait) = admit(ctx, req, &status, &quota_user).await? {
+        return Ok(wait);
+    }
+    // An earlier attempt at this same input that was interrupted (a restart):
+    // its completed model calls are not paid for again.
+    let resume = status
+        .checkpoint
+        .as_deref()
+        .and_then(|c| read_checkpoint(c, &digest));
+    if resume.is_none() {
+        status.checkpoint = None;
+    }
+    let started = Instant::now();
+    set_request_phase(
+        &mut status,
+        RequestPhase::Planning,
+        reason::PLANNING,
+        "investigating",
+        gen_,
+    );
+    // Who asked: stamped by the admission webhook at creation; nobody else can set it.
+    let requester = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
+    if requester.is_none() && ctx.config.require_identity {
+        let msg = "no requester identity on this AIRequest: is the kubilitics-ai admission webhook installed? Refusing to run with an unknown identity.";
+        return Ok(refused(
+            req,
+            &status,
+            digest,
+            (reason::BLOCKED, msg, answer::refused(msg)),
+            None,
+        ));
+    }
+    let authz = requester
+        .clone()
+        .map(|r| Authorizer::new(ctx.client.clone(), r));
+    let mut outcome = match run_planner(ctx, req, &status, &digest, resume, authz.clone()).await? {
+        Ok(o) => o,
+        Err(update) => return Ok(update),
+    };
+    let warnings = answer::agent_warnings(&outcome.warnings);
+    answer::append_warnings(&mut outcome.answer, &warnings);
+    let req_ref = object_ref(req);
+    let mut notes: Vec<Note> = warnings
+        .iter()
+        .map(|w| Note::warning(&req_ref, reason::AGENT_WARNING, "Plan", w.as_str()))
+        .collect();
+    let op = outcome.operation.clone();
+    if let (Some(q), Some(u)) = (&ctx.config.quota, &outcome.usage) {
+        let tokens = (u.prompt_tokens + u.completion_tokens).max(0) as u64;
+        q.add_tokens(&ctx.client, &quota_user, tokens).await?;
+    }
+    metrics()
+        .request_duration
+        .with_label_values(&[&op])
+        .observe(started.elapsed().as_secs_f64());
+
+    let planned = Planned {
+        base: AIRequestStatus {
+            investigation: outcome.investigation.clone(),
+            usage: outcome.usage.clone(),
+            requester,
+            input_digest: Some(digest),
+            observed_generation: gen_,
+            used_plan_ids: status.used_plan_ids.clone(),
+            ..Default::default()
+        },
+        previous: &status,
+        generation: gen_,
+        op,
+    };
+    let mut update = match draft(ctx, &outcome, authz.as_ref()).await? {
+        Drafted::Done(done) => planned.done(&req_ref, &outcome.answer, done),
+        Drafted::Plan(d) => propose(ctx, req, &outcome, d, planned).await?,
+    };
+    // The agent's warnings go out first.
+    notes.append(&mut update.notes);
+    update.notes = notes;
+    Ok(update)
+}
+
+/// A changed request supersedes its previous plan, which then never runs.
+async fn supersede(ctx: &Context, req: &AIRequest, status: &AIRequestStatus) -> Result<(), Error> {
+    let ns = req.namespace().unwrap_or_default();
+    if let Some(old) = &status.plan_ref
+        && let Some(plan) = plans(ctx, &ns).get_opt(old).await?
+        && let Some(u) = superseded(&plan)
+    {
+        let t = Target {
+            request: req,
+            plan: Some(&plan),
+        };
+        apply(ctx, t, super::decide::Decision::update(u)).await?;
+    }
+    Ok(())
+}
+
+/// Per-requester rate limit and token budget: over it, the request waits
+/// (`Pending`) until the quota allows it.
+async fn admit(
+    ctx: &Context,
+    req: &AIRequest,
+    status: &AIRequestStatus,
+    user: &str,
+) -> Result<Option<Update>, Error> {
+    // A retry after the model was unreachable was admitted already: do not count it again.
+    let retrying = status
+        .conditions
+        .iter()
+        .any(|c| c.reason == reason::PLANNER_UNAVAILABLE);
+    let Some(q) = &ctx.config.quota else {
+        return Ok(None);
+    };
+    if retrying {
+        return Ok(None);
+    }
+    let Err(ex) = q.admit(&ctx.client, user).await? else {
+        return Ok(None);
+    };
+    let gen_ = req.metadata.generation;
+    let first = status.phase != Some(RequestPhase::Pending);
+    let mut s = status.clone();
+    s.phase = Some(RequestPhase::Pending);
+    s.summary = Some(truncate(&ex.message, 80));
+    s.conditions = request_conditions(
+        &s.conditions,
+        RequestPhase::Pending,
+        reason::RATE_LIMITED,
+        &ex.message,
+        gen_,
+    );
+    s.observed_generation = gen_;
+    let notes = if first {
+        vec![Note::warning(
+            &object_ref(req),
+            reason::RATE_LIMITED,
+            "Plan",
+            ex.message.clone(),
+        )]
+    } else {
+        vec![]
+    };
+    Ok(Some(Update {
+        notes,
+        request: Some(s),
+        then: Next::Until(ex.retry_at),
+        ..Default::default()
+    }))
+}
+
+/// A request that fails before the planner answered: its status as it was,
+/// now final, with the reason, message and answer given (and `count`ed).
+fn refused(
+    req: &AIRequest,
+    status: &AIRequestStatus,
+    digest: String,
+    (why, msg, answer): (&'static str, &str, String),
+    count: Option<Count>,
+) -> Update {
+    let gen_ = req.metadata.generation;
+    let mut s = status.clone();
+    s.phase = Some(RequestPhase::Failed);
+    s.summary = Some(answer::summary_of(&answer));
+    s.answer = Some(answer);
+    s.input_digest = Some(digest);
+    s.checkpoint = None;
+    s.conditions = request_conditions(&s.conditions, RequestPhase::Failed, why, msg, gen_);
+    Update {
+        notes: vec![Note::warning(&object_ref(req), why, "Plan", msg)],
+        request: Some(s),
+        counts: count.into_iter().collect(),
+        then: Next::Final,
+        ..Default::default()
+    }
+}
+
+/// Runs the planner with a checkpoint in status. `Ok(Err(update))` when it
+/// failed: unreachable (say why, then retry with backoff) or unable to work
+/// (bad key, bad model: reported, not retried forever).
+async fn run_planner(
+    ctx: &Context,
+    req: &AIRequest,
+    status: &AIRequestStatus,
+    digest: &str,
+    resume: Option<AgentState>,
+    authz: Option<Authorizer>,
+) -> Result<Result<Outcome, Update>, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let req_api = requests(ctx, &ns);
+    let checkpoint = Arc::new(StatusCheckpoint {
+        api: req_api.clone(),
+        memo: ctx.written.clone(),
+        req: req.clone(),
+        base: status.clone(),
+        digest: digest.to_string(),
+        latest: Mutex::new(status.checkpoint.clone()),
+    });
+    let input = PlanInput {
+        prompt: req.spec.prompt.clone(),
+        namespace: req.target_namespace(),
+        namespace_explicit: req.spec.target_namespace.is_some(),
+        mode: req.mode(),
+        model: req.spec.model.clone(),
+        history: match &req.spec.conversation {
+            Some(c) => conversation_history(ctx, req, c).await?,
+            None => vec![],
+        },
+        resume,
+        checkpoint: Some(checkpoint.clone()),
+    };
+    let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz);
+    // `Planning` is written only when planning takes long enough to be seen
+    // (an LLM); a fast planner goes straight to its result: one write fewer.
+    let planning = ctx.planner.plan(&input, &tools);
+    tokio::pin!(planning);
+    let result = tokio::select! {
+        r = &mut planning => r,
+        () = tokio::time::sleep(PLANNING_VISIBLE_AFTER) => {
+            let mut s = status.clone();
+            s.checkpoint = checkpoint.latest();
+            write_request(&req_api, &ctx.written, req, s).await?;
+            planning.await
+        }
+    };
+    let e = match result {
+        Ok(o) => return Ok(Ok(o)),
+        Err(e) => e,
+    };
+    if !e.is_transient() {
+        let msg = e.to_string();
+        let failed = answer::planner_failed(ctx.planner.name(), &msg);
+        let count = Count::Request {
+            op: "unknown".into(),
+            result: "failed",
+        };
+        let u = refused(
+            req,
+            status,
+            digest.to_string(),
+            (reason::FAILED, &msg, failed),
+            Some(count),
+        );
+        return Ok(Err(u));
+    }
+    // Say why it waits (once per distinct message), then retry with backoff.
+    let msg = format!("{e}; retrying");
+    let already = status
+        .conditions
+        .iter()
+        .any(|c| c.reason == reason::PLANNER_UNAVAILABLE && c.message == msg);
+    let mut u = Update {
+        then: Next::Retry(e.into()),
+        ..Default::default()
+    };
+    if !already {
+        let mut s = status.clone();
+        s.checkpoint = checkpoint.latest();
+        s.conditions = request_conditions(
+            &s.conditions,
+            RequestPhase::Planning,
+            reason::PLANNER_UNAVAILABLE,
+            &msg,
+            req.metadata.generation,
+        );
+        u.request = Some(s);
+        u.notes = vec![Note::warning(
+            &object_ref(req),
+            reason::PLANNER_UNAVAILABLE,
+            "Plan",
+            msg,
+        )];
+    }
+    Ok(Err(u))
+}
+
+/// The earlier exchanges of a conversation (oldest first, at most 20): the
+/// prompts and answers of other requests in the namespace with the same
+/// `spec.conversation`, created before this one.
+async fn conversation_history(
+    ctx: &Context,
+    req: &AIRequest,
+    conversation: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let order = |r: &AIRequest| {
+        (
+            r.metadata.creation_timestamp.clone().map(|t| t.0),
+            r.name_any(),
+        )
+    };
+    let mine = order(req);
+    let mut earlier: Vec<AIRequest> = requests(ctx, &ns)
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.spec.conversation.as_deref() == Some(conversation)
+                && r.metadata.uid != req.metadata.uid
+        })
+        .filter(|r| order(r) < mine)
+        .filter(|r| r.status.as_ref().and_then(|s| s.answer.as_ref()).is_some())
+        .collect();
+    earlier.sort_by_key(order);
+    let skip = earlier.len().saturating_sub(20);
+    Ok(earlier
+        .into_iter()
+        .skip(skip)
+        .map(|r| {
+            (
+                r.spec.prompt.clone(),
+                r.status.and_then(|s| s.answer).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// What the planner's outcome becomes.
+enum Drafted {
+    /// Final without a plan.
+    Done(Done),
+    /// Steps ready for a plan.
+    Plan(PlanDraft),
+}
+
+/// A planning outcome without a plan.
+enum Done {
+    /// No changes proposed: the answer is final.
+    Answered,
+    /// Guardrails or the requester's own permissions forbid a step.
+    Blocked(String),
+    /// A step could not be prepared (dry run refused).
+    NotPlanned(String),
+}
+
+/// Prepared steps, their overall risk, and the guardrails' warnings.
+struct PlanDraft {
+    steps: Vec<PlanStep>,
+    risk: Risk,
+    warnings: Vec<String>,
+}
+
+/// Guardrails hold whatever the planner proposed; every step must be
+/// something the requester could do themselves; then before-state and a
+/// server-side dry run of every step.
+async fn draft(
+    ctx: &Context,
+    outcome: &Outcome,
+    authz: Option<&Authorizer>,
+) -> Result<Drafted, Error> {
+    if outcome.mutations.is_empty() {
+        return Ok(Drafted::Done(Done::Answered));
+    }
+    let verdict = ctx.config.guardrails.check_plan(&outcome.mutations);
+    let mut blocked = verdict.blocked;
+    if blocked.is_empty()
+        && let Some(a) = authz
+    {
+        for m in &outcome.mutations {
+            match a.check(&mutation_permissions(m)).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => blocked.push(e.to_string()),
+            }
+        }
+    }
+    if !blocked.is_empty() {
+        return Ok(Drafted::Done(Done::Blocked(blocked.join("; "))));
+    }
+    let steps = match prepare(ctx, &outcome.mutations, &verdict.risks).await? {
+        Ok(steps) => steps,
+        Err(msg) => return Ok(Drafted::Done(Done::NotPlanned(msg))),
+    };
+    Ok(Drafted::Plan(PlanDraft {
+        steps,
+        risk: verdict.risks.iter().copied().max().unwrap_or(Risk::Low),
+        warnings: verdict.warnings,
+    }))
+}
+
+/// Before-state and server-side dry run of every step; `Ok(Err(why))` when
+/// one cannot be planned.
+async fn prepare(
+    ctx: &Context,
+    mutations: &[Mutation],
+    risks: &[Risk],
+) -> Result<Result<Vec<PlanStep>, String>, Error> {
+    let mut steps = vec![];
+    for (m, risk) in mutations.iter().zip(risks) {
+        match m.prepare(&ctx.client).await {
+            Ok(mut s) => {
+                s.risk = *risk;
+                steps.push(s);
+            }
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => return Ok(Err(format!("could not plan `{}`: {e}", m.tool_name()))),
+        }
+    }
+    Ok(Ok(steps))
+}
+
+/// The request status a planning outcome starts from.
+struct Planned<'a> {
+    /// What the planner found (investigation, usage, identity, digest).
+    base: AIRequestStatus,
+    /// The status before planning (its conditions carry on).
+    previous: &'a AIRequestStatus,
+    generation: Option<i64>,
+    op: String,
+}
+
+impl Planned<'_> {
+    /// The request's status with its outcome: phase, answer, summary, conditions.
+    fn status(&self, phase: RequestPhase, why: &str, answer: String) -> AIRequestStatus {
+        let mut next = self.base.clone();
+        next.phase = Some(phase);
+        next.summary = Some(answer::summary_of(&answer));
+        next.conditions = request_conditions(
+            &self.previous.conditions,
+            phase,
+            why,
+            next.summary.as_deref().unwrap_or_default(),
+            self.generation,
+        );
+        next.answer = Some(answer);
+        next
+    }
+
+    /// A final outcome without a plan: the request's status, its event, its count.
+    fn done(&self, req_ref: &ObjectReference, text: &str, done: Done) -> Update {
+        let op = self.op.clone();
+        let (phase, why, answer, note, result) = match done {
+            Done::Answered => {
+                let note = format!("answered ({op}) without changes");
+                let note = Note::normal(req_ref, reason::ANSWERED, "Answer", note);
+                let answered = RequestPhase::Answered;
+                (
+                    answered,
+                    reason::ANSWERED,
+                    text.to_string(),
+                    note,
+                    "answered",
+                )
+            }
+            Done::Blocked(why) => {
+                let answer = answer::blocked(text, &why);
+                let note = Note::warning(req_ref, reason::BLOCKED, "Plan", why);
+                (
+                    RequestPhase::Failed,
+                    reason::BLOCKED,
+                    answer,
+                    note,
+                    "blocked",
+                )
+            }
+            Done::NotPlanned(msg) => {
+                let answer = answer::not_planned(text, &msg);
+                let note = Note::warning(req_ref, reason::FAILED, "Plan", msg);
+                (RequestPhase::Failed, reason::FAILED, answer, note, "failed")
+            }
+        };
+        Update {
+            notes: vec![note],
+            request: Some(self.status(phase, why, answer)),
+            counts: vec![Count::Request { op, result }],
+            then: Next::Final,
+            ..Default::default()
+        }
+    }
+}
+
+/// Creates the plan (reusing one left over from a crash), writes its status
+/// awaiting approval, and returns the request's update with its events.
+async fn propose(
+    ctx: &Context,
+    req: &AIRequest,
+    outcome: &Outcome,
+    d: PlanDraft,
+    planned: Planned<'_>,
+) -> Result<Update, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let name = req.name_any();
+    let plan_name = next_plan_name(&name, planned.previous.plan_ref.as_deref());
+    let created = create_plan(ctx, req, &plan_name).await?;
+    let target_ns = req.target_namespace();
+    // The id binds this plan object's uid: an approval approves exactly this plan, once.
+    let id = plan_id(
+        created.metadata.uid.as_deref().unwrap_or_default(),
+        &target_ns,
+        &d.steps,
+    );
+    let expires = Timestamp::now()
+        + SignedDuration::try_from(ctx.config.plan_ttl).unwrap_or(SignedDuration::from_hours(1));
+    let plan_summary = d
+        .steps
+        .iter()
+        .map(|s| s.reason.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let plan_status = AIPlanStatus {
+        phase: Some(PlanPhase::AwaitingApproval),
+        plan_id: Some(id.clone()),
+        request: Some(name.clone()),
+        target_namespace: Some(target_ns),
+        summary: Some(truncate(&plan_summary, 1024)),
+        risk: Some(d.risk),
+        step_count: Some(d.steps.len() as i32),
+        steps: d.steps.clone(),
+        expires_at: Some(Time(expires)),
+        conditions: plan_conditions(
+            &[],
+            PlanPhase::AwaitingApproval,
+            reason::APPROVAL_REQUIRED,
+            &format!("waiting for an approval naming plan id {id}"),
+            created.metadata.generation,
+        ),
+        observed_generation: created.metadata.generation,
+        ..Default::default()
+    };
+    write_plan(&plans(ctx, &ns), &plan_name, None, plan_status).await?;
+    metrics().plan_phase("AwaitingApproval");
+
+    let answer = answer::approval_required(&PlanView {
+        name: &plan_name,
+        namespace: &ns,
+        id: &id,
+        risk: d.risk,
+        summary: &plan_summary,
+        steps: &d.steps,
+        warnings: &d.warnings,
+        expires,
+        planner: ctx.planner.name(),
+        notes: &outcome.answer,
+    });
+    let mut next = planned.status(
+        RequestPhase::AwaitingApproval,
+        reason::APPROVAL_REQUIRED,
+        answer,
+    );
+    next.plan_ref = Some(plan_name.clone());
+    next.plan_id = Some(id.clone());
+    let (req_ref, plan_ref) = (object_ref(req), object_ref(&created));
+    let note = format!(
+        "plan {plan_name} (id {id}, risk {:?}): {plan_summary}",
+        d.risk
+    );
+    let ask = format!(
+        "approve with spec.approval.planId={id} on AIPlan {plan_name} or spec.approvedPlanId on the AIRequest"
+    );
+    let notes = vec![
+        Note::normal(&req_ref, reason::PLANNED, "Plan", note.as_str()),
+        Note::normal(&plan_ref, reason::PLANNED, "Plan", note.as_str()),
+        Note::normal(
+            &plan_ref,
+            reason::APPROVAL_REQUIRED,
+            "Approve",
+            ask.as_str(),
+        ),
+        Note::normal(&req_ref, reason::APPROVAL_REQUIRED, "Approve", ask.as_str()),
+    ];
+    tracing::info!(plan = %plan_name, plan_id = %id, risk = ?d.risk, steps = d.steps.len(), "planned; awaiting approval");
+    // A GitOps approval may already be committed with the request; and a plan
+    // reused after a crash may have been approved or rejected meanwhile (its
+    // spec change was seen before this reconcile, so nothing else triggers one).
+    let then = if req.spec.approved_plan_id.is_some()
+        || created.spec.approval.is_some()
+        || created.spec.rejection.is_some()
+    {
+        Next::After(Duration::from_millis(10))
+    } else {
+        Next::Until(expires)
+    };
+    Ok(Update {
+        notes,
+        request: Some(next),
+        counts: vec![Count::Request {
+            op: planned.op.clone(),
+            result: "planned",
+        }],
+        then,
+        ..Default::default()
+    })
+}
+
+/// Creates the request's next plan object (empty spec, owned by the request);
+/// one left over from an attempt that crashed before recording it is reused.
+async fn create_plan(ctx: &Context, req: &AIRequest, plan_name: &str) -> Result<AIPlan, Error> {
+    let ns = req.namespace().unwrap_or_default();
+    let name = req.name_any();
+    let plan = AIPlan {
+        metadata: ObjectMeta {
+            name: Some(plan_name.to_string()),
+            namespace: Some(ns.clone()),
+            owner_references: req.controller_owner_ref(&()).map(|o| vec![o]),
+            labels: Some([("ai.kubilitics.io/request".to_string(), truncate(&name, 63))].into()),
+            ..Default::default()
+        },
+        spec: AIPlanSpec::default(),
+        status: None,
+    };
+    let api = plans(ctx, &ns);
+    match api.create(&PostParams::default(), &plan).await {
+        Ok(p) => Ok(p),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(api.get(plan_name).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Keeps the agent's progress in the request's status while it plans.
+#[derive(Debug)]
+struct StatusCheckpoint {
+    api: Api<AIRequest>,
+    memo: Arc<super::context::WriteMemo>,
+    req: AIRequest,
+    /// The status being planned (phase Planning).
+    base: AIRequestStatus,
+    digest: String,
+    latest: Mutex<Option<String>>,
+}
+
+impl StatusCheckpoint {
+    fn latest(&self) -> Option<String> {
+        self.latest.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::agent::Checkpoint for StatusCheckpoint {
+    async fn save(&self, state: &AgentState) {
+        let doc = serde_json::json!({"inputDigest": self.digest, "state": state}).to_string();
+        if doc.len() > MAX_CHECKPOINT {
+            tracing::warn!(
+                bytes = doc.len(),
+                "agent checkpoint too large to keep; a restart would start this request over"
+            );
+            return;
+        }
+        if let Ok(mut g) = self.latest.lock() {
+            *g = Some(doc.clone());
+        }
+        let mut s = self.base.clone();
+        s.checkpoint = Some(doc);
+        if let Err(e) = write_request(&self.api, &self.memo, &self.req, s).await {
+            tracing::warn!(error = %e, "could not record the agent checkpoint");
+        }
+    }
+}
+
+/// The agent state in a checkpoint, when it belongs to this input.
+fn read_checkpoint(doc: &str, digest: &str) -> Option<AgentState> {
+    let v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    if v.get("inputDigest").and_then(|d| d.as_str()) != Some(digest) {
+        return None;
+    }
+    serde_json::from_value(v.get("state")?.clone()).ok()
+}
