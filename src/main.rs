@@ -193,6 +193,14 @@ struct RunArgs {
         default_value = "kubilitics-ai-webhook-tls"
     )]
     webhook_cert_secret: String,
+    /// Namespaces whose requests may read other namespaces (e.g. the platform team's);
+    /// elsewhere a request reads only its own namespace and spec.targetNamespace.
+    #[arg(
+        long = "cross-namespace-from",
+        env = "KUBILITICS_CROSS_NAMESPACE_FROM",
+        value_delimiter = ','
+    )]
+    cross_namespace_from: Vec<String>,
     /// Let requesters approve their own plans (off by default).
     #[arg(long, env = "KUBILITICS_ALLOW_SELF_APPROVAL", default_value_t = false)]
     allow_self_approval: bool,
@@ -309,6 +317,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         require_identity: !args.insecure_dev_mode,
         separation_of_duties: !args.allow_self_approval,
         gitops_identities: args.gitops_identities.clone(),
+        cross_namespace_from: args.cross_namespace_from.clone(),
         quota: (args.rate_limit_requests.is_some() || args.llm_token_budget.is_some()).then(|| {
             QuotaConfig {
                 max_requests: args.rate_limit_requests,

@@ -454,3 +454,44 @@ subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
     .unwrap();
     wait_phase(&ns.name, "web", "AwaitingApproval").await;
 }
+
+#[tokio::test]
+async fn a_request_reads_only_its_own_and_its_target_namespace() {
+    // alice may read both namespaces; her request in `home` is read by everyone there, so it
+    // does not look into `away` unless she names it as the target (or `home` is allowlisted).
+    let home = TestNs::new("xns-home").await;
+    let away = TestNs::new("xns-away").await;
+    let _g = guarded(&home.name).await;
+    deployment(&away.name, "secret-project", 1).await;
+    bind(&home.name, "alice", "kubilitics-ai-requester");
+    bind(&home.name, "alice", "view");
+    bind(&away.name, "alice", "view");
+    let prompt = format!("list deployments in namespace {}", away.name);
+    create_as("alice", &home.name, &request("peek", &prompt))
+        .await
+        .unwrap();
+    let s = wait_phase(&home.name, "peek", "Answered")
+        .await
+        .status
+        .unwrap();
+    let answer = s.answer.unwrap_or_default();
+    assert!(
+        answer.contains(&format!("may only look at namespace {}", home.name))
+            && !answer.contains("secret-project"),
+        "{answer}"
+    );
+    assert_eq!(s.investigation[0].outcome, "Denied");
+    // Named as the target: allowed (and bounded by her RBAC there, which allows it).
+    let mut targeted = request("target", "list deployments");
+    targeted.spec.target_namespace = Some(away.name.clone());
+    create_as("alice", &home.name, &targeted).await.unwrap();
+    let s = wait_phase(&home.name, "target", "Answered")
+        .await
+        .status
+        .unwrap();
+    assert!(
+        s.answer.unwrap_or_default().contains("secret-project"),
+        "{:?}",
+        s.investigation
+    );
+}

@@ -44,6 +44,10 @@ pub struct Config {
     pub gitops_identities: Vec<String>,
     /// Per-requester rate limit and LLM token budget (off when `None`).
     pub quota: Option<crate::safety::quota::QuotaConfig>,
+    /// Namespaces whose requests may read other namespaces (a platform team's). Requests
+    /// elsewhere read only their own namespace and `spec.targetNamespace`: their answers are
+    /// readable by everyone who can read requests in their namespace.
+    pub cross_namespace_from: Vec<String>,
 }
 
 impl Default for Config {
@@ -59,6 +63,7 @@ impl Default for Config {
             require_identity: true,
             separation_of_duties: true,
             gitops_identities: vec![],
+            cross_namespace_from: vec![],
             quota: None,
         }
     }

@@ -253,7 +253,11 @@ async fn run_planner(
         resume,
         checkpoint: Some(checkpoint.clone()),
     };
-    let tools = ReadTools::new(ctx.client.clone()).with_authorizer(authz);
+    let scope = (!ctx.config.cross_namespace_from.contains(&ns))
+        .then(|| vec![ns.clone(), req.target_namespace()]);
+    let tools = ReadTools::new(ctx.client.clone())
+        .with_authorizer(authz)
+        .with_scope(scope);
     // `Planning` is written only when planning takes long enough to be seen
     // (an LLM); a fast planner goes straight to its result: one write fewer.
     let planning = ctx.planner.plan(&input, &tools);
@@ -342,6 +346,7 @@ async fn conversation_history(
         .filter(|r| {
             r.spec.conversation.as_deref() == Some(conversation)
                 && r.metadata.uid != req.metadata.uid
+                && same_requester(r, req)
         })
         .filter(|r| order(r) < mine)
         .filter(|r| r.status.as_ref().and_then(|s| s.answer.as_ref()).is_some())
@@ -358,6 +363,22 @@ async fn conversation_history(
             )
         })
         .collect())
+}
+
+/// Whether two requests were made by the same person: a conversation's history is only ever the
+/// requester's own (another user's prompts and answers never flow into this one's context). Both
+/// uids when both have one, else the usernames; two requests without identities (dev mode) match.
+fn same_requester(a: &AIRequest, b: &AIRequest) -> bool {
+    use crate::safety::authz::{REQUESTER_ANNOTATION, identity_from};
+    let who = |r: &AIRequest| identity_from(r.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
+    match (who(a), who(b)) {
+        (Some(x), Some(y)) => match (&x.uid, &y.uid) {
+            (Some(u), Some(v)) => u == v,
+            _ => x.username == y.username,
+        },
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// What the planner's outcome becomes.
@@ -698,4 +719,48 @@ fn read_checkpoint(doc: &str, digest: &str) -> Option<AgentState> {
         return None;
     }
     serde_json::from_value(v.get("state")?.clone()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by(who: Option<(&str, Option<&str>)>) -> AIRequest {
+        let mut r = AIRequest::new("r", Default::default());
+        if let Some((name, uid)) = who {
+            let user = crate::api::Requester {
+                username: name.into(),
+                uid: uid.map(String::from),
+                groups: vec![],
+            };
+            r.metadata.annotations = Some(
+                [(
+                    crate::safety::authz::REQUESTER_ANNOTATION.to_string(),
+                    crate::safety::authz::identity_annotation(&user),
+                )]
+                .into(),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn conversation_history_is_only_the_requesters_own() {
+        let alice = by(Some(("alice", Some("u-1"))));
+        assert!(same_requester(&alice, &by(Some(("alice", Some("u-1"))))));
+        // Another person, a recreated account with the same name, someone without an identity.
+        assert!(!same_requester(&alice, &by(Some(("bob", Some("u-2"))))));
+        assert!(!same_requester(&alice, &by(Some(("alice", Some("u-9"))))));
+        assert!(!same_requester(&alice, &by(None)));
+        // Without uids the username decides; dev mode (no identities at all) keeps history.
+        assert!(same_requester(
+            &by(Some(("carol", None))),
+            &by(Some(("carol", None)))
+        ));
+        assert!(!same_requester(
+            &by(Some(("carol", None))),
+            &by(Some(("dave", None)))
+        ));
+        assert!(same_requester(&by(None), &by(None)));
+    }
 }

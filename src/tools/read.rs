@@ -111,6 +111,8 @@ pub struct ReadTools {
     client: Client,
     /// When set, every call is first checked against the requester's RBAC.
     authz: Option<crate::safety::authz::Authorizer>,
+    /// When set, the only namespaces calls may read (cluster-scoped reads stay RBAC's call).
+    scope: Option<Vec<String>>,
 }
 
 impl ReadTools {
@@ -118,7 +120,23 @@ impl ReadTools {
         Self {
             client,
             authz: None,
+            scope: None,
         }
+    }
+
+    /// Limits every call to these namespaces (`None`: any the RBAC check allows).
+    pub fn with_scope(mut self, scope: Option<Vec<String>>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The first namespace `call` would read outside the scope.
+    fn outside_scope(&self, call: &ReadCall) -> Option<String> {
+        let scope = self.scope.as_ref()?;
+        crate::safety::authz::read_permissions(call)
+            .into_iter()
+            .filter_map(|p| p.namespace)
+            .find(|ns| !scope.contains(ns))
     }
 
     /// Bounds every call by the RBAC of `authz`'s user (SubjectAccessReview).
@@ -146,9 +164,18 @@ impl ReadTools {
         work: impl Future<Output = Result<T, ToolError>>,
     ) -> (Result<T, ToolError>, ToolCall) {
         let started = Instant::now();
-        let allowed = match &self.authz {
-            Some(a) => a.check(&crate::safety::authz::read_permissions(call)).await,
-            None => Ok(()),
+        let allowed = match (&self.authz, self.outside_scope(call)) {
+            (_, Some(ns)) => Err(ToolError::Forbidden(format!(
+                "this request may only look at namespace {}: its answer is readable by everyone who can read requests there, so it does not read namespace {ns} (set spec.targetNamespace, or ask from a namespace the operator lists in --cross-namespace-from)",
+                self.scope
+                    .as_deref()
+                    .unwrap_or_default()
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            ))),
+            (Some(a), None) => a.check(&crate::safety::authz::read_permissions(call)).await,
+            (None, None) => Ok(()),
         };
         let result = match allowed {
             Ok(()) => work.await,
