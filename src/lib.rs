@@ -14,6 +14,7 @@
 //! - [`mcp`]: the MCP server (rmcp) for AI assistants.
 //! - [`webhook`]: admission webhook stamping requester and approver identity.
 
+pub mod access;
 pub mod agent;
 pub mod api;
 pub mod approval;

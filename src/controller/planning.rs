@@ -26,7 +26,7 @@ use crate::api::{
     RequestPhase, Risk, reason, truncate,
 };
 use crate::execute::plan_id;
-use crate::safety::authz::{Authorizer, REQUESTER_ANNOTATION, identity_from, mutation_permissions};
+use crate::safety::authz::{Authorizer, REQUESTER_ANNOTATION, identity_from};
 use crate::telemetry::{Note, metrics, object_ref};
 use crate::tools::{Mutation, ReadTools};
 
@@ -423,7 +423,7 @@ async fn draft(
         && let Some(a) = authz
     {
         for m in &outcome.mutations {
-            match a.check(&mutation_permissions(m)).await {
+            match a.check(&m.permissions()).await {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => return Err(e.into()),
                 Err(e) => blocked.push(e.to_string()),

@@ -17,8 +17,7 @@ use crate::api::{AIPlan, AIPlanStatus, AIRequest, PlanPhase, Requester};
 use crate::controller::conditions::{plan_conditions, plan_reason};
 use crate::execute::{self, plan_id};
 use crate::safety::authz::{
-    Authorizer, REQUESTER_ANNOTATION, approve_permission, identity_from, mutation_permissions,
-    separation_of_duties,
+    Authorizer, REQUESTER_ANNOTATION, approve_permission, identity_from, separation_of_duties,
 };
 
 pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -147,7 +146,7 @@ async fn gate(
     let mut perms = vec![approve_permission(&ns, Some(&plan.name_any()))];
     for step in &ps.steps {
         match crate::tools::Mutation::from_step(step) {
-            Ok(m) => perms.extend(mutation_permissions(&m)),
+            Ok(m) => perms.extend(m.permissions()),
             Err(e) => return Ok(Err(format!("step `{}` is not executable: {e}", step.tool))),
         }
     }

@@ -94,7 +94,7 @@ pub struct Env<'a> {
     pub events: &'a Events,
     pub write: StatusWriter<'a>,
     pub failpoint: FailPoint,
-    pub authz: Option<&'a crate::safety::authz::Authorizer>,
+    pub authz: Option<&'a crate::access::Authorizer>,
 }
 
 /// The same event on several objects.
@@ -199,9 +199,7 @@ pub async fn execute(
 
         // The requester must still be allowed to do this step themselves.
         if let Some(a) = authz
-            && let Err(e) = a
-                .check(&crate::safety::authz::mutation_permissions(&mutation))
-                .await
+            && let Err(e) = a.check(&mutation.permissions()).await
         {
             if e.is_transient() {
                 return Err(ExecError::Tool(e));

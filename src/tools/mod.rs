@@ -8,6 +8,7 @@
 mod format;
 mod lookup;
 mod mutate;
+mod permissions;
 mod read;
 
 pub use crate::k8s::{ToolError, kube_is_transient};

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{age, table};
 use super::{ToolError, Workload, WorkloadKind, WorkloadLookup, describe_resolution};
+use crate::access::redact;
 use crate::api::ToolCall;
-use crate::safety::redact;
 
 /// Longest tool output kept (answers and, later, LLM context stay small).
 const MAX_OUTPUT: usize = 16 * 1024;
@@ -110,7 +110,7 @@ impl ReadCall {
 pub struct ReadTools {
     client: Client,
     /// When set, every call is first checked against the requester's RBAC.
-    authz: Option<crate::safety::authz::Authorizer>,
+    authz: Option<crate::access::Authorizer>,
     /// When set, the only namespaces calls may read (cluster-scoped reads stay RBAC's call).
     scope: Option<Vec<String>>,
 }
@@ -133,14 +133,14 @@ impl ReadTools {
     /// The first namespace `call` would read outside the scope.
     fn outside_scope(&self, call: &ReadCall) -> Option<String> {
         let scope = self.scope.as_ref()?;
-        crate::safety::authz::read_permissions(call)
+        call.permissions()
             .into_iter()
             .filter_map(|p| p.namespace)
             .find(|ns| !scope.contains(ns))
     }
 
     /// Bounds every call by the RBAC of `authz`'s user (SubjectAccessReview).
-    pub fn with_authorizer(mut self, authz: Option<crate::safety::authz::Authorizer>) -> Self {
+    pub fn with_authorizer(mut self, authz: Option<crate::access::Authorizer>) -> Self {
         self.authz = authz;
         self
     }
@@ -174,7 +174,7 @@ impl ReadTools {
                     .map(String::as_str)
                     .unwrap_or_default()
             ))),
-            (Some(a), None) => a.check(&crate::safety::authz::read_permissions(call)).await,
+            (Some(a), None) => a.check(&call.permissions()).await,
             (None, None) => Ok(()),
         };
         let result = match allowed {

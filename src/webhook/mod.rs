@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use crate::api::{AIPlan, AIRequest, MANAGER, Requester};
 use crate::safety::authz::{
     APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, approve_permission,
-    identity_annotation, identity_from, mutation_permissions, separation_of_duties,
+    identity_annotation, identity_from, separation_of_duties,
 };
 use crate::tools::Mutation;
 
@@ -723,7 +723,7 @@ async fn check_approval(
         for step in steps {
             let m = Mutation::from_step(&step).map_err(|e| e.to_string())?;
             authz
-                .check(&mutation_permissions(&m))
+                .check(&m.permissions())
                 .await
                 .map_err(|e| format!("approver cannot approve step `{}`: {e}", step.tool))?;
         }

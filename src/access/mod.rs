@@ -7,9 +7,12 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::{Api, Client, api::PostParams};
 
+mod redact;
+
+pub use redact::redact;
+
 use crate::api::Requester;
 use crate::k8s::ToolError;
-use crate::tools::{Mutation, ReadCall};
 
 /// Annotation the webhook sets on AIRequest creation: JSON of [`Requester`].
 pub const REQUESTER_ANNOTATION: &str = "ai.kubilitics.io/requester";
@@ -99,7 +102,7 @@ pub struct Permission {
 }
 
 impl Permission {
-    fn ns(
+    pub fn ns(
         verb: &'static str,
         group: &'static str,
         resource: &'static str,
@@ -115,7 +118,7 @@ impl Permission {
         }
     }
 
-    fn cluster(verb: &'static str, group: &'static str, resource: &'static str) -> Self {
+    pub fn cluster(verb: &'static str, group: &'static str, resource: &'static str) -> Self {
         Self {
             verb,
             group,
@@ -144,110 +147,6 @@ impl Permission {
         match &self.namespace {
             Some(ns) => format!("{} {res} in namespace {ns}", self.verb),
             None => format!("{} {res} cluster-wide", self.verb),
-        }
-    }
-}
-
-fn kind_resource(kind: &str) -> (&'static str, &'static str, bool) {
-    match kind.to_ascii_lowercase().trim_end_matches('s') {
-        "deployment" | "deploy" => ("apps", "deployments", true),
-        "statefulset" | "st" => ("apps", "statefulsets", true),
-        "daemonset" | "d" => ("apps", "daemonsets", true),
-        "service" | "svc" => ("", "services", true),
-        "configmap" | "cm" => ("", "configmaps", true),
-        "node" | "no" => ("", "nodes", false),
-        "namespace" | "n" => ("", "namespaces", false),
-        "secret" => ("", "secrets", true),
-        _ => ("", "pods", true),
-    }
-}
-
-/// The permissions a read-only call needs.
-pub fn read_permissions(call: &ReadCall) -> Vec<Permission> {
-    match call {
-        ReadCall::ListPods { namespace, .. } => vec![Permission::ns("list", "", "pods", namespace)],
-        ReadCall::GetPodDetails { namespace, .. } => {
-            vec![Permission::ns("get", "", "pods", namespace)]
-        }
-        ReadCall::GetPodLogs { namespace, .. } => vec![Permission {
-            subresource: Some("log"),
-            ..Permission::ns("get", "", "pods", namespace)
-        }],
-        ReadCall::ListDeployments { namespace } => {
-            vec![Permission::ns("list", "apps", "deployments", namespace)]
-        }
-        ReadCall::GetDeploymentStatus { namespace, .. } => {
-            vec![Permission::ns("get", "apps", "deployments", namespace)]
-        }
-        ReadCall::ListServices { namespace } => {
-            vec![Permission::ns("list", "", "services", namespace)]
-        }
-        ReadCall::DescribeResource {
-            namespace, kind, ..
-        } => {
-            let (group, resource, namespaced) = kind_resource(kind);
-            if namespaced {
-                vec![Permission::ns("get", group, resource, namespace)]
-            } else {
-                vec![Permission::cluster("get", group, resource)]
-            }
-        }
-        ReadCall::GetEvents { namespace, .. } => {
-            vec![Permission::ns("list", "", "events", namespace)]
-        }
-        ReadCall::GetClusterHealth {} => vec![
-            Permission::cluster("list", "", "nodes"),
-            Permission::cluster("list", "", "pods"),
-            Permission::cluster("list", "apps", "deployments"),
-        ],
-        ReadCall::FindWorkload { namespace, .. } => vec![
-            Permission::ns("list", "apps", "deployments", namespace),
-            Permission::ns("list", "apps", "statefulsets", namespace),
-        ],
-    }
-}
-
-/// The permissions a plan step needs (checked at planning and again before it runs), on the
-/// named object wherever the verb has one, so that RBAC `resourceNames` rules are honoured.
-/// `patch_resource` also needs `get`: its preview shows the object.
-pub fn mutation_permissions(m: &Mutation) -> Vec<Permission> {
-    let ns = m.namespace();
-    let named = |p: Permission, name: &str| Permission {
-        name: Some(name.to_string()),
-        ..p
-    };
-    match m {
-        Mutation::ScaleDeployment { kind, name, .. }
-        | Mutation::RolloutRestart { kind, name, .. } => {
-            let resource = match kind {
-                crate::tools::WorkloadKind::Deployment => "deployments",
-                crate::tools::WorkloadKind::StatefulSet => "statefulsets",
-            };
-            vec![named(Permission::ns("patch", "apps", resource, ns), name)]
-        }
-        Mutation::DeletePod { name, .. } => {
-            vec![named(Permission::ns("delete", "", "pods", ns), name)]
-        }
-        // Creating has no object name in RBAC's eyes.
-        Mutation::CreateConfigmap { .. } => vec![Permission::ns("create", "", "configmaps", ns)],
-        Mutation::PatchResource { kind, name, .. } => crate::tools::generic_kind(kind)
-            .map(|(_, g, _, plural)| {
-                vec![
-                    named(Permission::ns("get", g, plural, ns), name),
-                    named(Permission::ns("patch", g, plural, ns), name),
-                ]
-            })
-            .unwrap_or_default(),
-        Mutation::ApplyManifest { manifest, .. } => {
-            let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
-            crate::tools::generic_kind(manifest["kind"].as_str().unwrap_or(""))
-                .map(|(_, g, _, plural)| {
-                    vec![
-                        Permission::ns("create", g, plural, ns),
-                        named(Permission::ns("patch", g, plural, ns), name),
-                    ]
-                })
-                .unwrap_or_default()
         }
     }
 }
@@ -305,52 +204,6 @@ impl Authorizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn permissions_are_exact() {
-        let p = read_permissions(&ReadCall::GetPodLogs {
-            namespace: "shop".into(),
-            name: "x".into(),
-            container: None,
-            tail_lines: None,
-            since_seconds: None,
-        });
-        assert_eq!(p[0].describe(), "get pods/log in namespace shop");
-        let p = read_permissions(&ReadCall::DescribeResource {
-            namespace: "shop".into(),
-            kind: "Node".into(),
-            name: "n".into(),
-        });
-        assert_eq!(p[0].describe(), "get nodes cluster-wide");
-        let m = Mutation::ScaleDeployment {
-            namespace: "shop".into(),
-            name: "n".into(),
-            kind: crate::tools::WorkloadKind::StatefulSet,
-            replicas: 1,
-        };
-        assert_eq!(
-            mutation_permissions(&m)[0].describe(),
-            "patch statefulsets.apps n in namespace shop"
-        );
-        let patch = Mutation::PatchResource {
-            namespace: "shop".into(),
-            kind: "Service".into(),
-            name: "web".into(),
-            patch: serde_json::json!({}),
-            strategy: Default::default(),
-        };
-        let d: Vec<String> = mutation_permissions(&patch)
-            .iter()
-            .map(Permission::describe)
-            .collect();
-        assert_eq!(
-            d,
-            [
-                "get services web in namespace shop",
-                "patch services web in namespace shop"
-            ]
-        );
-    }
 
     fn who(name: &str, uid: Option<&str>) -> Requester {
         Requester {
