@@ -13,4 +13,4 @@ start_llm
 trap 'bash "$HACK_DIR/llm/serve.sh" stop "$LLM_PID" >/dev/null 2>&1 || true' EXIT
 KUBECONFIG="$CLUSTER_DIR/kubeconfig/admin.kubeconfig" ACCURACY_BENCH=1 \
   ACCURACY_LLM_URL="http://127.0.0.1:$LLM_PORT/v1" ACCURACY_LLM_MODEL="qwen2.5-coder-${LLM_MODEL:-0.5b}" \
-  cargo run --quiet --release --example accuracy
+  cargo run --quiet --example accuracy

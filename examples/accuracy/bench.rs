@@ -205,6 +205,145 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Plans every placed case with `planner`, one at a time.
+async fn measure(
+    planner: &OpenAiPlanner,
+    tools: &ReadTools,
+    placed: &[(String, &Case)],
+    model: &str,
+) -> anyhow::Result<Vec<(String, String, Measured)>> {
+    // From the agent's own metrics, so a request that failed half-way still
+    // counts the calls and tokens it used.
+    let counters = || {
+        let m = metrics();
+        let tokens = |d: &str| m.llm_tokens.with_label_values(&[model, d]).get() as i64;
+        (
+            m.llm_latency.with_label_values(&[model]).get_sample_count() as i64,
+            tokens("input"),
+            tokens("cached"),
+            tokens("output"),
+        )
+    };
+    let mut rows = vec![];
+    for (i, (ns, case)) in placed.iter().enumerate() {
+        let input = PlanInput {
+            prompt: case.prompt.clone(),
+            namespace: ns.clone(),
+            namespace_explicit: false,
+            mode: Mode::Plan,
+            model: None,
+            history: vec![],
+            resume: None,
+            checkpoint: None,
+        };
+        let before = counters();
+        let t = Instant::now();
+        let result = planner.plan(&input, tools).await;
+        let secs = t.elapsed().as_secs_f64();
+        let after = counters();
+        let (calls, prompt, cached, completion) = (
+            after.0 - before.0,
+            after.1 - before.1,
+            after.2 - before.2,
+            after.3 - before.3,
+        );
+        let m = match result {
+            Ok(out) => {
+                let mut got = Got {
+                    answer: out.answer.clone(),
+                    ..Default::default()
+                };
+                for m in &out.mutations {
+                    let (tool, mut args) = args_of(serde_json::to_value(m)?);
+                    // Judged as in the case's own namespace.
+                    if args.get("namespace").and_then(Value::as_str) == Some(ns.as_str()) {
+                        args["namespace"] = json!(case.namespace);
+                    }
+                    got.changes.push((tool, args));
+                }
+                for c in &out.investigation {
+                    got.reads.push((c.tool.clone(), c.arguments.clone()));
+                }
+                let pass = judge(case, &got);
+                Measured {
+                    secs,
+                    calls,
+                    prompt,
+                    cached,
+                    completion,
+                    pass,
+                    note: if pass {
+                        String::new()
+                    } else {
+                        crate::brief(&got)
+                    },
+                }
+            }
+            Err(e) => Measured {
+                secs,
+                calls,
+                prompt,
+                cached,
+                completion,
+                pass: false,
+                note: format!("error: {e}"),
+            },
+        };
+        println!(
+            "bench [{}/{}] {ns}: {:?} {:.1}s, {} call(s), prompt {} ({} cached), completion {}{}",
+            i + 1,
+            placed.len(),
+            case.prompt,
+            m.secs,
+            m.calls,
+            m.prompt,
+            m.cached,
+            m.completion,
+            if m.pass {
+                " ✓".to_string()
+            } else {
+                format!(" ✗ {}", m.note)
+            }
+        );
+        rows.push((ns.clone(), case.prompt.clone(), m));
+    }
+    Ok(rows)
+}
+
+/// One row of the summary table.
+fn summary(model: &str, label: &str, rows: &[(String, String, Measured)]) -> String {
+    let n = rows.len().max(1) as f64;
+    let mut secs: Vec<f64> = rows.iter().map(|r| r.2.secs).collect();
+    secs.sort_by(|a, b| a.total_cmp(b));
+    let sum = |f: &dyn Fn(&Measured) -> i64| rows.iter().map(|r| f(&r.2)).sum::<i64>();
+    let passed = rows.iter().filter(|r| r.2.pass).count();
+    let (prompt, cached) = (sum(&|m| m.prompt), sum(&|m| m.cached));
+    let later_prompt: i64 = rows.iter().skip(1).map(|r| r.2.prompt).sum();
+    let later_cached: i64 = rows.iter().skip(1).map(|r| r.2.cached).sum();
+    let pct = |a: i64, b: i64| {
+        if b > 0 {
+            100.0 * a as f64 / b as f64
+        } else {
+            0.0
+        }
+    };
+    let max_calls = rows.iter().map(|r| r.2.calls).max().unwrap_or(0);
+    format!(
+        "| {model} | {label} | {} | {passed}/{} ({:.1} %) | {:.1} | {:.1} | {:.2} ({max_calls}) | {:.0} | {:.0} | {:.0} | {:.1} % | {:.0} |\n",
+        rows.len(),
+        rows.len(),
+        pct(passed as i64, rows.len() as i64),
+        percentile(&secs, 0.5),
+        percentile(&secs, 0.95),
+        sum(&|m| m.calls) as f64 / n,
+        prompt as f64 / n,
+        cached as f64 / n,
+        (prompt - cached).max(0) as f64 / n,
+        pct(later_cached, later_prompt),
+        sum(&|m| m.completion) as f64 / n,
+    )
+}
+
 /// Runs the benchmark; returns the report.
 pub async fn run(cases: &[Case], url: &str, model: &str) -> anyhow::Result<()> {
     let client = Client::try_default()
@@ -242,138 +381,64 @@ pub async fn run(cases: &[Case], url: &str, model: &str) -> anyhow::Result<()> {
     let context_tokens = std::env::var("ACCURACY_BENCH_CONTEXT")
         .ok()
         .and_then(|v| v.parse().ok());
-    let planner = OpenAiPlanner::new(LlmConfig {
+    let tools = ReadTools::new(client.clone());
+    let agent = LlmConfig {
         base_url: url.into(),
         model: model.into(),
         timeout: Duration::from_secs(600),
         retries: 1,
         context_tokens,
         ..Default::default()
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tools = ReadTools::new(client.clone());
-    let cached_counter = || {
-        metrics()
-            .llm_tokens
-            .with_label_values(&[model, "cached"])
-            .get() as i64
     };
-    let mut rows = vec![];
-    for (i, (ns, case)) in placed.iter().enumerate() {
-        let input = PlanInput {
-            prompt: case.prompt.clone(),
-            namespace: ns.clone(),
-            namespace_explicit: false,
-            mode: Mode::Plan,
-            model: None,
-            history: vec![],
-            resume: None,
-            checkpoint: None,
-        };
-        let cached_before = cached_counter();
-        let t = Instant::now();
-        let result = planner.plan(&input, &tools).await;
-        let secs = t.elapsed().as_secs_f64();
-        let cached = cached_counter() - cached_before;
-        let m = match result {
-            Ok(out) => {
-                let mut got = Got {
-                    answer: out.answer.clone(),
-                    ..Default::default()
-                };
-                for m in &out.mutations {
-                    let (tool, mut args) = args_of(serde_json::to_value(m)?);
-                    // Judged as in the case's own namespace.
-                    if args.get("namespace").and_then(Value::as_str) == Some(ns.as_str()) {
-                        args["namespace"] = json!(case.namespace);
-                    }
-                    got.changes.push((tool, args));
-                }
-                for c in &out.investigation {
-                    got.reads.push((c.tool.clone(), c.arguments.clone()));
-                }
-                let u = out.usage.unwrap_or_default();
-                let pass = judge(case, &got);
-                Measured {
-                    secs,
-                    calls: u.llm_calls as i64,
-                    prompt: u.prompt_tokens,
-                    cached,
-                    completion: u.completion_tokens,
-                    pass,
-                    note: if pass {
-                        String::new()
-                    } else {
-                        crate::brief(&got)
-                    },
-                }
-            }
-            Err(e) => Measured {
-                secs,
-                calls: 0,
-                prompt: 0,
-                cached,
-                completion: 0,
-                pass: false,
-                note: format!("error: {e}"),
+    let mut variants = vec![("agent as shipped", agent.clone())];
+    if std::env::var("ACCURACY_BENCH_BASELINE").is_ok_and(|v| v == "1") {
+        // The loop as it was before prefetch, early finish and compact budgets
+        // (4,000 bytes per tool result); the prompt prefix stays static.
+        variants.push((
+            "no prefetch, no early finish, 1,333-token tool results",
+            LlmConfig {
+                prefetch: false,
+                finish_after_plan: false,
+                tool_output_tokens: 1333,
+                ..agent
             },
-        };
-        println!(
-            "bench [{}/{}] {ns}: {:?} {:.1}s, {} call(s), prompt {} ({} cached), completion {}{}",
-            i + 1,
-            placed.len(),
-            case.prompt,
-            m.secs,
-            m.calls,
-            m.prompt,
-            m.cached,
-            m.completion,
-            if m.pass {
-                " ✓".to_string()
-            } else {
-                format!(" ✗ {}", m.note)
-            }
-        );
-        rows.push((ns.clone(), case.prompt.clone(), m));
+        ));
     }
-
-    let n = rows.len().max(1) as f64;
-    let mut secs: Vec<f64> = rows.iter().map(|r| r.2.secs).collect();
-    secs.sort_by(|a, b| a.total_cmp(b));
-    let sum = |f: &dyn Fn(&Measured) -> i64| rows.iter().map(|r| f(&r.2)).sum::<i64>();
-    let passed = rows.iter().filter(|r| r.2.pass).count();
-    let (prompt, cached) = (sum(&|m| m.prompt), sum(&|m| m.cached));
-    let later: Vec<&Measured> = rows.iter().skip(1).map(|r| &r.2).collect();
-    let later_prompt: i64 = later.iter().map(|m| m.prompt).sum();
-    let later_cached: i64 = later.iter().map(|m| m.cached).sum();
-    let pct = |a: i64, b: i64| {
-        if b > 0 {
-            100.0 * a as f64 / b as f64
-        } else {
-            0.0
-        }
-    };
-    let max_calls = rows.iter().map(|r| r.2.calls).max().unwrap_or(0);
-    let table = format!(
-        "| model | requests | score | p50 s/request | p95 s/request | model calls/request (max) | prompt tokens/request | of them cached | new | cached after the first request | completion tokens/request |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n\
-         | {model} | {} | {passed}/{} ({:.1} %) | {:.1} | {:.1} | {:.2} ({max_calls}) | {:.0} | {:.0} | {:.0} | {:.1} % | {:.0} |\n",
-        rows.len(),
-        rows.len(),
-        pct(passed as i64, rows.len() as i64),
-        percentile(&secs, 0.5),
-        percentile(&secs, 0.95),
-        sum(&|m| m.calls) as f64 / n,
-        prompt as f64 / n,
-        cached as f64 / n,
-        (prompt - cached) as f64 / n,
-        pct(later_cached, later_prompt),
-        sum(&|m| m.completion) as f64 / n,
+    let mut table = String::from(
+        "| model | agent | requests | score | p50 s/request | p95 s/request | model calls/request (max) | prompt tokens/request | of them cached | new | cached after the first request | completion tokens/request |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let mut details = String::new();
+    for (label, cfg) in variants {
+        let planner = OpenAiPlanner::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("bench: {label}");
+        let rows = measure(&planner, &tools, &placed, model).await?;
+        table.push_str(&summary(model, label, &rows));
+        details.push_str(&format!(
+            "\n## Requests: {label}\n\n| # | namespace | prompt | seconds | model calls | prompt tokens | cached | completion | passed |\n|---|---|---|---|---|---|---|---|---|\n"
+        ));
+        for (i, (ns, prompt, m)) in rows.iter().enumerate() {
+            details.push_str(&format!(
+                "| {} | {ns} | {} | {:.1} | {} | {} | {} | {} | {} |\n",
+                i + 1,
+                prompt.replace('|', "\\|"),
+                m.secs,
+                m.calls,
+                m.prompt,
+                m.cached,
+                m.completion,
+                if m.pass {
+                    "yes".to_string()
+                } else {
+                    format!("no: {}", m.note.replace('|', "\\|").replace('\n', " "))
+                }
+            ));
+        }
+    }
     println!("\n{table}");
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mut md = format!(
+    let md = format!(
         "# LLM cost in a populated cluster\n\n\
          Written by `make bench-llm` (`examples/accuracy` with `ACCURACY_BENCH=1`; never by hand). \
          The operator's agent (`OpenAiPlanner`: static prompt prefix, prefetch, compact tool output, \
@@ -381,29 +446,13 @@ pub async fn run(cases: &[Case], url: &str, model: &str) -> anyhow::Result<()> {
          [`examples/accuracy/cases.yaml`](../../examples/accuracy/cases.yaml) against a live control plane \
          (kwok nodes) holding {} namespaces with {workloads} workloads in all (each 2 pods and a Service), \
          requests spread across the namespaces in turn. One request at a time, on a machine with {cores} \
-         CPU cores shared with other work. Cached prompt tokens are what the server reported it served \
-         from its cache (llama.cpp `timings.cache_n`, OpenAI `usage.prompt_tokens_details.cached_tokens`).\n\n{table}\n\
-         ## Requests\n\n| # | namespace | prompt | seconds | model calls | prompt tokens | cached | completion | passed |\n|---|---|---|---|---|---|---|---|---|\n",
-        rows.len(),
+         CPU cores shared with other work (timings vary with that load). Cached prompt tokens are what the \
+         server reported it served from its cache (llama.cpp `timings.cache_n`, OpenAI \
+         `usage.prompt_tokens_details.cached_tokens`); calls and tokens come from the agent's metrics, so a \
+         request that failed half-way counts what it used.\n\n{table}{details}",
+        placed.len(),
         namespaces.len(),
     );
-    for (i, (ns, prompt, m)) in rows.iter().enumerate() {
-        md.push_str(&format!(
-            "| {} | {ns} | {} | {:.1} | {} | {} | {} | {} | {} |\n",
-            i + 1,
-            prompt.replace('|', "\\|"),
-            m.secs,
-            m.calls,
-            m.prompt,
-            m.cached,
-            m.completion,
-            if m.pass {
-                "yes".to_string()
-            } else {
-                format!("no: {}", m.note.replace('|', "\\|").replace('\n', " "))
-            }
-        ));
-    }
     let out = std::env::var("ACCURACY_BENCH_OUT").unwrap_or_else(|_| OUT.into());
     if out != "-" {
         std::fs::write(&out, md).with_context(|| format!("writing {out}"))?;

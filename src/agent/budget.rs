@@ -132,7 +132,7 @@ mod tests {
             m.push(json!({"role": "user", "content": format!("q{i} {}", "x".repeat(600))}));
             m.push(json!({"role": "assistant", "content": "a".repeat(600)}));
         }
-        m.push(json!({"role": "user", "content": "bump web up to 4 pods"}));
+        m.push(json!({"role": "user", "content": "make web four pods please"}));
         m.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}));
         m.push(json!({"role": "tool", "content": "t".repeat(tool_bytes)}));
         m
@@ -152,7 +152,7 @@ mod tests {
         );
         assert_eq!(
             m.iter().rev().find(|x| x["role"] == "user").unwrap()["content"],
-            "bump web up to 4 pods"
+            "make web four pods please"
         );
 
         let mut m = msgs(0, 6000);

@@ -300,8 +300,9 @@ impl OpenAiPlanner {
         prompt: &str,
     ) -> Result<(), AgentError> {
         let context = context as usize;
-        // Room for the answer: the completion cap, at most a quarter of the window.
-        let available = context.saturating_sub((self.cfg.max_tokens as usize).min(context / 4));
+        // Room for the answer: the completion cap, at most an eighth of the window
+        // (servers cap generation themselves; llama.cpp's default is 512 of 4,096).
+        let available = context.saturating_sub((self.cfg.max_tokens as usize).min(context / 8));
         match budget::fit(&mut st.messages, self.tools_tokens, available, scale) {
             Ok(f) => {
                 if f.dropped_history > 0 {
