@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test doctor image bench chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
+.PHONY: demo test doctor image bench bench-llm chaos accuracy controlplane cluster-up cluster-down crds lint unit fmt
 
 ## Run the demo: local control plane, operator, an AIRequest end to end.
 demo:
@@ -34,6 +34,10 @@ chaos:
 ## Planner accuracy: builtin, and the local model (built and served like in make test).
 accuracy:
 	@hack/accuracy.sh
+
+## LLM cost in a populated cluster (local model): p50/p95 s, model calls, cached/new prompt tokens; writes docs/accuracy/llm-cost.md.
+bench-llm:
+	@hack/bench-llm.sh
 
 ## Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm.
 controlplane:

@@ -157,6 +157,22 @@ struct RunArgs {
     /// Most tokens one model call may generate.
     #[arg(long, env = "KUBILITICS_LLM_MAX_TOKENS", default_value_t = 1024)]
     llm_max_tokens: u32,
+    /// The model's context window in tokens (prompt + answer). History and tool
+    /// results are fitted into it; unset: asked from the server (llama.cpp's
+    /// /props), else not limited by the agent.
+    #[arg(long, env = "KUBILITICS_LLM_CONTEXT_TOKENS")]
+    llm_context_tokens: Option<u32>,
+    /// Most tokens of one tool result sent to the model (its compact form).
+    #[arg(long, env = "KUBILITICS_LLM_TOOL_OUTPUT_TOKENS", default_value_t = 600)]
+    llm_tool_output_tokens: usize,
+    /// Resolve the workloads a prompt names before the first model call and
+    /// send their state with it (saves a round per request).
+    #[arg(long, env = "KUBILITICS_LLM_PREFETCH", default_value_t = true, action = clap::ArgAction::Set)]
+    llm_prefetch: bool,
+    /// End a request's model loop once the model proposed every change the
+    /// prompt asks for, instead of one more call to restate the plan.
+    #[arg(long, env = "KUBILITICS_LLM_FINISH_AFTER_PLAN", default_value_t = true, action = clap::ArgAction::Set)]
+    llm_finish_after_plan: bool,
     /// Serve the admission webhook on this address (e.g. 0.0.0.0:9443); off when unset.
     #[arg(long, env = "KUBILITICS_WEBHOOK_ADDR")]
     webhook_addr: Option<SocketAddr>,
@@ -356,6 +372,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 max_iterations: args.llm_max_iterations,
                 timeout: args.llm_timeout,
                 max_tokens: args.llm_max_tokens,
+                context_tokens: args.llm_context_tokens,
+                tool_output_tokens: args.llm_tool_output_tokens,
+                prefetch: args.llm_prefetch,
+                finish_after_plan: args.llm_finish_after_plan,
                 ..Default::default()
             };
             tracing::info!(?llm, "using the openai provider");

@@ -111,6 +111,9 @@ fn planner(base_url: &str) -> Arc<OpenAiPlanner> {
             model: "scripted-model".into(),
             api_key: Some("test-key".into()),
             timeout: Duration::from_secs(10),
+            // These scripts end with the model's own closing answer; the early
+            // finish has its own test.
+            finish_after_plan: false,
             ..Default::default()
         })
         .unwrap(),
@@ -144,7 +147,10 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
             .unwrap()
             .contains("the plan scales it to 5")
     );
-    assert_eq!(s.investigation[0].tool, "get_deployment_status");
+    // The prompt names nginx: it was resolved before the first model call
+    // (prefetch), then the model read its status.
+    let tools_run: Vec<&str> = s.investigation.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(tools_run, ["find_workload", "get_deployment_status"]);
     let usage = s.usage.clone().unwrap();
     assert_eq!(
         (
@@ -189,11 +195,25 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
     assert_eq!(names.len(), 16, "{names:?}");
     assert!(names.contains(&"find_workload"), "{names:?}");
     assert_eq!(first["messages"][0]["role"], "system");
+    // The request's namespace travels in the request turn, after the static
+    // prefix (system prompt + tools), with the prefetched state of nginx.
+    let turn = first["messages"][1]["content"].as_str().unwrap();
+    assert_eq!(first["messages"][1]["role"], "user");
     assert!(
-        first["messages"][0]["content"]
+        turn.contains(&format!("Namespace: `{}`", ns.name)),
+        "{turn}"
+    );
+    assert!(turn.contains("Deployment `nginx`"), "{turn}");
+    assert!(
+        turn.ends_with("Scale my nginx deployment to 5 replicas"),
+        "{turn}"
+    );
+    assert!(
+        !first["messages"][0]["content"]
             .as_str()
             .unwrap()
-            .contains(&ns.name)
+            .contains(&ns.name),
+        "the cacheable prefix has nothing request-specific"
     );
     // The tool result goes back wrapped as data, with the real cluster state.
     let tool_msg = seen[1].1["messages"]
@@ -475,7 +495,12 @@ async fn conversation_memory_and_model_override() {
         .collect();
     assert_eq!(texts[1], ("user", "how many replicas does api have?"));
     assert_eq!(texts[2], ("assistant", "api has 1 replica."));
-    assert_eq!(texts[3], ("user", "now scale it back"));
+    assert_eq!(texts[3].0, "user");
+    assert!(
+        texts[3].1.ends_with("\n\nnow scale it back") && texts[3].1.contains(&ns.name),
+        "the request turn: its context, then the prompt: {}",
+        texts[3].1
+    );
 }
 
 #[tokio::test]
@@ -639,4 +664,184 @@ async fn an_unreachable_model_is_reported_and_retried_until_it_answers() {
     *script.fallback.lock().unwrap() = Some(say("Back online."));
     let r = wait_phase(&ns.name, "q", "Answered").await;
     assert_eq!(r.status.unwrap().answer.as_deref(), Some("Back online."));
+}
+
+fn planner_with(base_url: &str, f: impl FnOnce(&mut LlmConfig)) -> Arc<OpenAiPlanner> {
+    let mut cfg = LlmConfig {
+        base_url: base_url.into(),
+        model: "scripted-model".into(),
+        api_key: Some("test-key".into()),
+        timeout: Duration::from_secs(10),
+        finish_after_plan: false,
+        ..Default::default()
+    };
+    f(&mut cfg);
+    Arc::new(OpenAiPlanner::new(cfg).unwrap())
+}
+
+#[tokio::test]
+async fn a_provider_error_reaches_the_user_as_one_sentence() {
+    let ns = TestNs::new("llm400").await;
+    // llama.cpp's error body: an integer `code` (a typed client could not read it).
+    let (url, script) = scripted(vec![(
+        400,
+        json!({"error": {"code": 400, "message": "tools param requires --jinja flag", "type": "invalid_request_error"}}),
+    )])
+    .await;
+    let _op = start_operator_with_planner(&ns.name, planner(&url)).await;
+    ask("admin", &ns.name, "q", "list pods").await;
+    let r = wait_phase(&ns.name, "q", "Failed").await;
+    let answer = r.status.unwrap().answer.unwrap();
+    assert!(
+        answer.contains("rejected the request (HTTP 400): tools param requires --jinja flag"),
+        "{answer}"
+    );
+    assert!(!answer.contains("deserialize"), "{answer}");
+    assert_eq!(script.seen().len(), 1, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn a_context_overflow_is_explained_with_what_to_raise() {
+    let ns = TestNs::new("llmctx").await;
+    deployment(&ns.name, "web", 1).await;
+    // The server counts more tokens than the agent estimated, and more than
+    // fit even without history and with tool results shortened.
+    let overflow = (
+        400,
+        json!({"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+                         "type": "exceed_context_size_error", "n_prompt_tokens": 4222, "n_ctx": 4096}}),
+    );
+    let (url, script) = scripted(vec![overflow]).await;
+    let _op = start_operator_with_planner(&ns.name, planner(&url)).await;
+    ask("admin", &ns.name, "big", "bump web up to 4 pods").await;
+    let r = wait_phase(&ns.name, "big", "Failed").await;
+    let answer = r.status.unwrap().answer.unwrap();
+    assert!(
+        answer.contains("too large") && answer.contains("4222") && answer.contains("4096"),
+        "{answer}"
+    );
+    assert!(answer.contains("--llm-context-tokens"), "{answer}");
+    assert!(!answer.contains("deserialize"), "{answer}");
+    assert_eq!(
+        script.seen().len(),
+        1,
+        "nothing left to shorten: no second try"
+    );
+}
+
+#[tokio::test]
+async fn history_is_left_out_first_to_fit_the_context_and_too_large_requests_say_so() {
+    let ns = TestNs::new("llmfit").await;
+    let long = "details ".repeat(400); // ~3,200 bytes, kept as 2,000 in history
+    let (url, script) = scripted(vec![say(&long), say("short answer")]).await;
+    let probe = planner(&url);
+    // Room for the static prefix and the request, not for the earlier exchange.
+    let context = (probe.fixed_prompt_tokens() + 64 + 300) as u32;
+    let p = planner_with(&url, |c| {
+        c.context_tokens = Some(context);
+        c.max_tokens = 64;
+    });
+    let _op = start_operator_with_planner(&ns.name, p).await;
+    let api = Api::<AIRequest>::namespaced(client("admin").await, &ns.name);
+    for (name, prompt) in [
+        ("first", "tell me everything"),
+        ("second", "and now briefly?"),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &AIRequest::new(
+                name,
+                AIRequestSpec {
+                    prompt: prompt.into(),
+                    conversation: Some("c1".into()),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+        wait_phase(&ns.name, name, "Answered").await;
+    }
+    let seen = script.seen();
+    let second = seen[1].1["messages"].as_array().unwrap();
+    assert_eq!(
+        second.len(),
+        2,
+        "the earlier exchange was left out: {second:?}"
+    );
+    assert!(
+        second[1]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("and now briefly?")
+    );
+    let warned = events(&ns.name, "second", "AgentWarning").await;
+    assert!(
+        warned.iter().any(|e| e
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("oldest exchange"))),
+        "{warned:?}"
+    );
+
+    // A context smaller than the static prefix: nothing is sent, the answer says why.
+    let tiny = planner_with(&url, |c| c.context_tokens = Some(200));
+    let ns2 = TestNs::new("llmtiny").await;
+    let _op2 = start_operator_with_planner(&ns2.name, tiny).await;
+    ask("admin", &ns2.name, "q", "list pods").await;
+    let r = wait_phase(&ns2.name, "q", "Failed").await;
+    let answer = r.status.unwrap().answer.unwrap();
+    assert!(
+        answer.contains("too large for the model's context")
+            && answer.contains("context of 200 tokens")
+            && answer.contains("--llm-context-tokens"),
+        "{answer}"
+    );
+    assert_eq!(
+        script.seen().len(),
+        2,
+        "the tiny request never reached the model"
+    );
+}
+
+#[tokio::test]
+async fn a_single_change_takes_one_model_call_when_the_name_is_prefetched() {
+    let ns = TestNs::new("llmone").await;
+    deployment(&ns.name, "web", 1).await;
+    // The only scripted turn: the change. A second call would get the fallback.
+    let (url, script) = scripted(vec![tool_call(
+        "scale_deployment",
+        json!({"name": "web", "replicas": 4}),
+    )])
+    .await;
+    *script.fallback.lock().unwrap() = Some(say("a call the agent should not have made"));
+    let p = planner_with(&url, |c| c.finish_after_plan = true);
+    let _op = start_operator_with_planner(&ns.name, p).await;
+    ask("admin", &ns.name, "bump", "bump web up to 4 pods").await;
+    let s = wait_phase(&ns.name, "bump", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        script.seen().len(),
+        1,
+        "one round: resolve (prefetched) and act"
+    );
+    assert_eq!(s.usage.unwrap().llm_calls, 1);
+    let turn = script.seen()[0].1["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(turn.contains("Deployment `web`"), "{turn}");
+    let answer = s.answer.unwrap();
+    assert!(
+        answer.contains("Planned 1 change") && answer.contains("scale_deployment"),
+        "{answer}"
+    );
+    let plan = get_plan(&ns.name, s.plan_ref.as_deref().unwrap())
+        .await
+        .status
+        .unwrap();
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(plan.steps[0].arguments["replicas"], 4);
 }

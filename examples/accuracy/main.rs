@@ -13,6 +13,8 @@
 //!   `ACCURACY_FLOOR_UPDATE=1` records the current scores instead.
 //! - `ACCURACY_RESULTS=<path>` writes the results elsewhere; `-` does not write them.
 //! - `ACCURACY_CASES=<path>` reads other cases (e.g. fresh phrasings, before adding them).
+//! - `ACCURACY_BENCH=1`: instead, the cost benchmark of the LLM path in a
+//!   populated cluster (`make bench-llm`; see `bench.rs`).
 //!
 //! The builtin run needs no cluster: name lookups are answered from each case's
 //! `workloads` fixture through the same [`WorkloadLookup`] trait the planner
@@ -26,13 +28,15 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use kubilitics_ai::agent::{builtin, openai::system_prompt, schema::tool_specs};
+use kubilitics_ai::agent::{builtin, prompt::first_messages, schema::tool_specs};
 use kubilitics_ai::api::{Mode, ToolCall};
 use kubilitics_ai::tools::{
     ToolError, Workload, WorkloadKind, WorkloadLookup, describe_resolution,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+mod bench;
 
 const CASES: &str = "examples/accuracy/cases.yaml";
 const RESULTS: &str = "docs/accuracy/results.md";
@@ -391,6 +395,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("{} cases from {cases_path}", cases.len());
+    if std::env::var("ACCURACY_BENCH").is_ok_and(|v| v == "1") {
+        let url = std::env::var("ACCURACY_LLM_URL")
+            .context("ACCURACY_BENCH=1 needs ACCURACY_LLM_URL (an OpenAI-compatible /v1 URL)")?;
+        let model = std::env::var("ACCURACY_LLM_MODEL").unwrap_or_else(|_| "local".into());
+        return bench::run(&cases, &url, &model).await;
+    }
 
     let mut rows = vec![];
     for case in &cases {
@@ -476,14 +486,13 @@ async fn main() -> anyhow::Result<()> {
 async fn llm_case(url: &str, model: &str, case: &Case) -> anyhow::Result<Got> {
     let http = reqwest::Client::new();
     let tools: Vec<Value> = tool_specs().into_iter().map(|s| s.function).collect();
-    let mut messages =
-        vec![json!({"role": "system", "content": system_prompt(&case.namespace, Mode::Plan)})];
-    for h in &case.history {
-        messages.push(json!({"role": "user", "content": h}));
-        messages
-            .push(json!({"role": "assistant", "content": "I planned that; it awaits approval."}));
-    }
-    messages.push(json!({"role": "user", "content": case.prompt}));
+    // The same static prefix and request turn the operator sends.
+    let history: Vec<(String, String)> = case
+        .history
+        .iter()
+        .map(|h| (h.clone(), "I planned that; it awaits approval.".to_string()))
+        .collect();
+    let mut messages = first_messages(&case.namespace, Mode::Plan, &history, &case.prompt, None);
     let lookup = FixtureLookup(case);
     let mut got = Got::default();
     for _ in 0..5 {

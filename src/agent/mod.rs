@@ -2,9 +2,12 @@
 //! (maybe) mutations to plan. Planners sit behind [`Planner`] so the offline
 //! builtin planner and an LLM planner are interchangeable.
 
+pub mod budget;
 pub mod builtin;
 pub mod intent;
 pub mod openai;
+pub mod prompt;
+pub mod provider;
 pub mod schema;
 
 pub use builtin::BuiltinPlanner;

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub llm_tokens: IntCounterVec,
     pub llm_latency: HistogramVec,
+    /// Model calls per planned request (the LLM planner's rounds).
+    pub llm_calls_per_request: HistogramVec,
     pub tool_executions: IntCounterVec,
     pub plans: IntCounterVec,
     pub reconcile_errors: IntCounterVec,
@@ -49,6 +51,15 @@ impl Metrics {
         .expect("valid metric");
         let llm_latency = HistogramVec::new(
             HistogramOpts::new("kubilitics_llm_latency_seconds", "LLM API latency"),
+            &["model"],
+        )
+        .expect("valid metric");
+        let llm_calls_per_request = HistogramVec::new(
+            HistogramOpts::new(
+                "kubilitics_llm_calls_per_request",
+                "Model calls the LLM planner made for one request",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 10.0]),
             &["model"],
         )
         .expect("valid metric");
@@ -90,7 +101,7 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
         }
-        for h in [&request_duration, &llm_latency] {
+        for h in [&request_duration, &llm_latency, &llm_calls_per_request] {
             registry
                 .register(Box::new(h.clone()))
                 .expect("unique metric");
@@ -101,6 +112,7 @@ impl Metrics {
             request_duration,
             llm_tokens,
             llm_latency,
+            llm_calls_per_request,
             tool_executions,
             plans,
             reconcile_errors,

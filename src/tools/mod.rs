@@ -5,6 +5,7 @@
 //! [`crate::execute`] and needs an approval token only [`crate::approval`] can mint,
 //! so no read-only path can reach a mutating call.
 
+pub mod compact;
 mod format;
 mod lookup;
 mod mutate;

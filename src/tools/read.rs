@@ -108,7 +108,7 @@ impl ReadCall {
 /// Read-only access to the cluster. It has no method that writes.
 #[derive(Clone)]
 pub struct ReadTools {
-    client: Client,
+    pub(super) client: Client,
     /// When set, every call is first checked against the requester's RBAC.
     authz: Option<crate::access::Authorizer>,
     /// When set, the only namespaces calls may read (cluster-scoped reads stay RBAC's call).
@@ -158,7 +158,7 @@ impl ReadTools {
 
     /// Checks `call` against the requester's RBAC, then runs `work` (which
     /// does what `call` says) and records it for the investigation log and metrics.
-    async fn recorded<T>(
+    pub(super) async fn recorded<T>(
         &self,
         call: &ReadCall,
         work: impl Future<Output = Result<T, ToolError>>,
@@ -197,7 +197,7 @@ impl ReadTools {
         (result, record)
     }
 
-    async fn dispatch(&self, call: &ReadCall) -> Result<String, ToolError> {
+    pub(super) async fn dispatch(&self, call: &ReadCall) -> Result<String, ToolError> {
         match call {
             ReadCall::ListPods {
                 namespace,
@@ -278,7 +278,7 @@ impl ReadTools {
         Ok(out)
     }
 
-    fn list_err(e: kube::Error, kind: &str, namespace: &str) -> ToolError {
+    pub(super) fn list_err(e: kube::Error, kind: &str, namespace: &str) -> ToolError {
         ToolError::from_kube(e, kind, namespace, "*")
     }
 
@@ -759,7 +759,7 @@ impl WorkloadLookup for ReadTools {
     }
 }
 
-fn pod_phase(p: &Pod) -> String {
+pub(super) fn pod_phase(p: &Pod) -> String {
     if p.metadata.deletion_timestamp.is_some() {
         return "Terminating".into();
     }
@@ -769,7 +769,7 @@ fn pod_phase(p: &Pod) -> String {
         .unwrap_or_else(|| "Pending".into())
 }
 
-fn pod_restarts(p: &Pod) -> i32 {
+pub(super) fn pod_restarts(p: &Pod) -> i32 {
     p.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -777,7 +777,7 @@ fn pod_restarts(p: &Pod) -> i32 {
         .unwrap_or(0)
 }
 
-fn deployment_counts(d: &Deployment) -> (i32, i32, i32, i32) {
+pub(super) fn deployment_counts(d: &Deployment) -> (i32, i32, i32, i32) {
     let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let s = d.status.clone().unwrap_or_default();
     (
