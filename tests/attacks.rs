@@ -53,6 +53,10 @@ async fn hostile_model(attacks: Vec<(String, Value)>) -> (String, Seen) {
             .find(|m| m["role"] == "user")
             .and_then(|m| m["content"].as_str())
             .unwrap_or("")
+            // The request turn is the prompt, then the operator's <context> block.
+            .split("\n\n<context>")
+            .next()
+            .unwrap_or("")
             .to_string();
         let after_tool = msgs.last().is_some_and(|m| m["role"] == "tool");
         let message = match attacks.iter().find(|(p, _)| *p == prompt) {

@@ -205,7 +205,7 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
     );
     assert!(turn.contains("Deployment `nginx`"), "{turn}");
     assert!(
-        turn.ends_with("Scale my nginx deployment to 5 replicas"),
+        turn.starts_with("Scale my nginx deployment to 5 replicas\n"),
         "{turn}"
     );
     assert!(
@@ -497,8 +497,8 @@ async fn conversation_memory_and_model_override() {
     assert_eq!(texts[2], ("assistant", "api has 1 replica."));
     assert_eq!(texts[3].0, "user");
     assert!(
-        texts[3].1.ends_with("\n\nnow scale it back") && texts[3].1.contains(&ns.name),
-        "the request turn: its context, then the prompt: {}",
+        texts[3].1.starts_with("now scale it back\n\n") && texts[3].1.contains(&ns.name),
+        "the request turn: the prompt, then its context: {}",
         texts[3].1
     );
 }
@@ -773,7 +773,7 @@ async fn history_is_left_out_first_to_fit_the_context_and_too_large_requests_say
         second[1]["content"]
             .as_str()
             .unwrap()
-            .ends_with("and now briefly?")
+            .starts_with("and now briefly?")
     );
     let warned = events(&ns.name, "second", "AgentWarning").await;
     assert!(
