@@ -429,6 +429,9 @@ impl Planner for OpenAiPlanner {
             .model
             .clone()
             .unwrap_or_else(|| self.cfg.model.clone());
+        // `spec.model` is the requester's free text: as a metric label only the configured model
+        // keeps its name, anything else counts as `other` (no label explosion from requests).
+        let label = metric_model_label(&model, &self.cfg.model);
         // Every tool in both modes: the prefix stays the same (plan-only calls
         // in a ReadOnly request are refused in `handle_call`).
         let tools_json = tools_json(&self.specs);
@@ -523,7 +526,7 @@ impl Planner for OpenAiPlanner {
                 // One action per turn: small models otherwise emit runs of calls.
                 "parallel_tool_calls": false,
             });
-            let resp = match self.chat(&body, &model).await {
+            let resp = match self.chat(&body, label).await {
                 Ok(r) => r,
                 Err(CallError::Agent(e)) => return Err(e),
                 Err(CallError::Context(e)) => {
@@ -578,15 +581,15 @@ impl Planner for OpenAiPlanner {
             let cached = cached_tokens(&resp);
             metrics()
                 .llm_tokens
-                .with_label_values(&[&model, "input"])
+                .with_label_values(&[label, "input"])
                 .inc_by(pt.max(0) as u64);
             metrics()
                 .llm_tokens
-                .with_label_values(&[&model, "cached"])
+                .with_label_values(&[label, "cached"])
                 .inc_by(cached);
             metrics()
                 .llm_tokens
-                .with_label_values(&[&model, "output"])
+                .with_label_values(&[label, "output"])
                 .inc_by(ct.max(0) as u64);
 
             let msg = resp
@@ -615,7 +618,7 @@ impl Planner for OpenAiPlanner {
         }
         metrics()
             .llm_calls_per_request
-            .with_label_values(&[&model])
+            .with_label_values(&[label])
             .observe(st.usage.llm_calls as f64);
         let iterations = st.usage.llm_calls;
         let mut out = Outcome {
@@ -756,5 +759,29 @@ mod tests {
         };
         let s = format!("{cfg:?}");
         assert!(!s.contains("sk-secret-value") && s.contains("<redacted>"));
+    }
+}
+
+/// The metric label for a requested model: its name when it is the configured model, else `other`.
+fn metric_model_label<'a>(requested: &'a str, configured: &str) -> &'a str {
+    if requested == configured {
+        requested
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    #[test]
+    fn only_the_configured_model_is_a_metric_label() {
+        assert_eq!(
+            super::metric_model_label("gpt-4o-mini", "gpt-4o-mini"),
+            "gpt-4o-mini"
+        );
+        assert_eq!(
+            super::metric_model_label("x\u{1F4A5}-random-1", "gpt-4o-mini"),
+            "other"
+        );
     }
 }
