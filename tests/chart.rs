@@ -297,24 +297,8 @@ async fn operator_runs_as_the_charts_service_account() {
         op.abort();
     });
     // Wait until the webhook answers (a dry-run create comes back stamped).
-    let reqs = Api::<kubilitics_ai::api::AIRequest>::namespaced(client("admin").await, &ns.name);
-    wait_for("webhook serving", Duration::from_secs(20), || async {
-        let probe = kubilitics_ai::api::AIRequest::new(
-            "probe",
-            kubilitics_ai::api::AIRequestSpec {
-                prompt: "x".into(),
-                ..Default::default()
-            },
-        );
-        let dry = kube::api::PostParams {
-            dry_run: true,
-            ..Default::default()
-        };
-        reqs.create(&dry, &probe).await.is_ok_and(|o| {
-            o.metadata
-                .annotations
-                .is_some_and(|a| a.contains_key(kubilitics_ai::safety::authz::REQUESTER_ANNOTATION))
-        })
+    wait_for("webhook serving", Duration::from_secs(20), || {
+        webhook_stamps("admin", &ns.name)
     })
     .await;
     // An upgrade leaves the filled-in certificate alone (Helm restores fields a chart renders).

@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use common::*;
-use kube::{Api, ResourceExt, api::PostParams};
-use kubilitics_ai::api::{AIRequest, AIRequestSpec};
-use kubilitics_ai::safety::authz::REQUESTER_ANNOTATION;
 use serde_json::{Value, json};
 
 /// The name the container resolves through its /etc/hosts (`podman run --add-host`).
@@ -175,25 +172,8 @@ async fn the_image_runs_the_operator_and_stops_cleanly() {
     };
 
     // The containerised webhook stamps identities (a dry-run create comes back stamped).
-    let api = Api::<AIRequest>::namespaced(client("alice").await, &ns.name);
     let serving = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let probe = AIRequest::new(
-                "probe",
-                AIRequestSpec {
-                    prompt: "x".into(),
-                    ..Default::default()
-                },
-            );
-            let dry = PostParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            if let Ok(o) = api.create(&dry, &probe).await
-                && o.annotations().contains_key(REQUESTER_ANNOTATION)
-            {
-                return;
-            }
+        while !webhook_stamps("alice", &ns.name).await {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })

@@ -413,20 +413,7 @@ subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
         ),
     );
     wait_for("the web-only binding", Duration::from_secs(20), || async {
-        let out = std::process::Command::new(kubectl())
-            .args([
-                "auth",
-                "can-i",
-                "patch",
-                "deployments.apps/web",
-                "-n",
-                &ns.name,
-            ])
-            .args(["--as", "alice"])
-            .env("KUBECONFIG", kubeconfig("admin"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+        can_i(&ns.name, "alice", "patch", "deployments.apps/web")
     })
     .await;
     create_as(

@@ -130,12 +130,12 @@ impl ReadTools {
         self
     }
 
-    /// The first namespace `call` would read outside the scope.
-    fn outside_scope(&self, call: &ReadCall) -> Option<String> {
+    /// The first namespace these permissions would read outside the scope.
+    fn outside_scope(&self, perms: &[crate::access::Permission]) -> Option<String> {
         let scope = self.scope.as_ref()?;
-        call.permissions()
-            .into_iter()
-            .filter_map(|p| p.namespace)
+        perms
+            .iter()
+            .filter_map(|p| p.namespace.clone())
             .find(|ns| !scope.contains(ns))
     }
 
@@ -164,7 +164,8 @@ impl ReadTools {
         work: impl Future<Output = Result<T, ToolError>>,
     ) -> (Result<T, ToolError>, ToolCall) {
         let started = Instant::now();
-        let allowed = match (&self.authz, self.outside_scope(call)) {
+        let perms = call.permissions();
+        let allowed = match (&self.authz, self.outside_scope(&perms)) {
             (_, Some(ns)) => Err(ToolError::Forbidden(format!(
                 "this request may only look at namespace {}: its answer is readable by everyone who can read requests there, so it does not read namespace {ns} (set spec.targetNamespace, or ask from a namespace the operator lists in --cross-namespace-from)",
                 self.scope
@@ -174,7 +175,7 @@ impl ReadTools {
                     .map(String::as_str)
                     .unwrap_or_default()
             ))),
-            (Some(a), None) => a.check(&call.permissions()).await,
+            (Some(a), None) => a.check(&perms).await,
             (None, None) => Ok(()),
         };
         let result = match allowed {

@@ -560,32 +560,24 @@ fn wait_bound(ns: &str, user: &str, cluster_role: &str) {
         g => format!("{}.{g}", first("resources")),
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = std::process::Command::new("bash")
-            .args([
-                "-c",
-                "source hack/lib.sh && kubectl auth can-i \"$@\"",
-                "can-i",
-                &verb,
-                &resource,
-                "-n",
-                ns,
-                "--as",
-                user,
-            ])
-            .current_dir(repo())
-            .env("KUBECONFIG", kubeconfig("admin"))
-            .output()
-            .expect("kubectl auth can-i");
-        if String::from_utf8_lossy(&out.stdout).trim() == "yes" {
-            return;
-        }
+    while !can_i(ns, user, &verb, &resource) {
         assert!(
             std::time::Instant::now() < deadline,
             "{user} still cannot {verb} {resource} in {ns} after binding {cluster_role}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the API server lets `user` do `verb` on `resource` (`kubectl auth can-i` syntax,
+/// e.g. `deployments.apps/web`) in `ns`.
+pub fn can_i(ns: &str, user: &str, verb: &str, resource: &str) -> bool {
+    let out = std::process::Command::new(kubectl())
+        .args(["auth", "can-i", verb, resource, "-n", ns, "--as", user])
+        .env("KUBECONFIG", kubeconfig("admin"))
+        .output()
+        .expect("kubectl auth can-i");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
 }
 
 /// Waits until every replica of a Deployment is ready (kwok runs its pods).
@@ -644,6 +636,26 @@ impl Drop for Guarded {
     }
 }
 
+/// Whether a webhook serves `ns`: a dry-run create of an AIRequest as `user` comes back
+/// stamped with the requester (one probe; wait with [`wait_for`]).
+pub async fn webhook_stamps(user: &str, ns: &str) -> bool {
+    let probe = AIRequest::new(
+        "probe",
+        AIRequestSpec {
+            prompt: "x".into(),
+            ..Default::default()
+        },
+    );
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    Api::<AIRequest>::namespaced(client(user).await, ns)
+        .create(&dry, &probe)
+        .await
+        .is_ok_and(|o| o.annotations().contains_key(REQUESTER_ANNOTATION))
+}
+
 pub async fn guarded(ns: &str) -> Guarded {
     guarded_with(ns, |_| {}, |_| {}).await
 }
@@ -693,29 +705,8 @@ pub async fn guarded_with(
             .await
             .unwrap();
     });
-    // The webhook is live once a dry-run create comes back stamped.
-    let api = Api::<AIRequest>::namespaced(client("admin").await, ns);
-    wait_for("webhook serving", Duration::from_secs(20), || async {
-        let probe = AIRequest::new(
-            "probe",
-            AIRequestSpec {
-                prompt: "x".into(),
-                ..Default::default()
-            },
-        );
-        match api
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                },
-                &probe,
-            )
-            .await
-        {
-            Ok(o) => o.annotations().contains_key(REQUESTER_ANNOTATION),
-            Err(_) => false,
-        }
+    wait_for("webhook serving", Duration::from_secs(20), || {
+        webhook_stamps("admin", ns)
     })
     .await;
     Guarded {
