@@ -13,10 +13,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Event, Pod, Service},
 };
-use kube::{
-    Api, ResourceExt,
-    api::{ListParams, ObjectList},
-};
+use kube::{ResourceExt, api::ListParams};
 
 use super::format::age;
 use super::read::{deployment_counts, pod_phase, pod_restarts};
@@ -43,50 +40,30 @@ impl ReadTools {
                     label_selector,
                     status_filter,
                 } => {
-                    let mut lp = ListParams::default();
-                    if let Some(s) = label_selector {
-                        lp = lp.labels(s);
-                    }
-                    let pods = Api::<Pod>::namespaced(self.client.clone(), namespace)
-                        .list(&lp)
-                        .await
-                        .map_err(|e| Self::list_err(e, "pods", namespace))?;
-                    let items: Vec<Pod> = pods
-                        .items
-                        .into_iter()
-                        .filter(|p| {
-                            status_filter
-                                .as_deref()
-                                .is_none_or(|f| pod_phase(p).eq_ignore_ascii_case(f))
-                        })
-                        .collect();
-                    pods_text(namespace, &items, now, budget)
+                    let pods = self
+                        .pods(
+                            namespace,
+                            label_selector.as_deref(),
+                            status_filter.as_deref(),
+                        )
+                        .await?;
+                    pods_text(namespace, &pods, now, budget)
                 }
                 ReadCall::ListDeployments { namespace } => {
-                    let list: ObjectList<Deployment> =
-                        Api::namespaced(self.client.clone(), namespace)
-                            .list(&ListParams::default())
-                            .await
-                            .map_err(|e| Self::list_err(e, "deployments", namespace))?;
-                    deployments_text(namespace, &list.items, budget)
+                    let list: Vec<Deployment> = self
+                        .listed(namespace, "deployments", &ListParams::default())
+                        .await?;
+                    deployments_text(namespace, &list, budget)
                 }
                 ReadCall::ListServices { namespace } => {
-                    let list: ObjectList<Service> = Api::namespaced(self.client.clone(), namespace)
-                        .list(&ListParams::default())
-                        .await
-                        .map_err(|e| Self::list_err(e, "services", namespace))?;
-                    services_text(namespace, &list.items, budget)
+                    let list: Vec<Service> = self
+                        .listed(namespace, "services", &ListParams::default())
+                        .await?;
+                    services_text(namespace, &list, budget)
                 }
                 ReadCall::GetEvents { namespace, name } => {
-                    let mut lp = ListParams::default();
-                    if let Some(n) = name {
-                        lp = lp.fields(&format!("involvedObject.name={n}"));
-                    }
-                    let list: ObjectList<Event> = Api::namespaced(self.client.clone(), namespace)
-                        .list(&lp)
-                        .await
-                        .map_err(|e| Self::list_err(e, "events", namespace))?;
-                    events_text(namespace, &list.items, now, budget)
+                    let list = self.events_about(namespace, name.as_deref()).await?;
+                    events_text(namespace, &list, now, budget)
                 }
                 other => self.dispatch(other).await?,
             };

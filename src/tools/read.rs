@@ -283,25 +283,67 @@ impl ReadTools {
         ToolError::from_kube(e, kind, namespace, "*")
     }
 
+    /// The objects of kind `K` in `ns` a list tool covers (`what` names them in errors). Both
+    /// renderings — the tables for people and the compact form for a model — read through here,
+    /// so they always describe the same set.
+    pub(super) async fn listed<K>(
+        &self,
+        ns: &str,
+        what: &str,
+        lp: &ListParams,
+    ) -> Result<Vec<K>, ToolError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Ok(Api::<K>::namespaced(self.client.clone(), ns)
+            .list(lp)
+            .await
+            .map_err(|e| Self::list_err(e, what, ns))?
+            .items)
+    }
+
+    /// The pods `list_pods` covers: by label selector, then by phase.
+    pub(super) async fn pods(
+        &self,
+        ns: &str,
+        selector: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<Pod>, ToolError> {
+        let mut lp = ListParams::default();
+        if let Some(s) = selector {
+            lp = lp.labels(s);
+        }
+        let mut pods: Vec<Pod> = self.listed(ns, "pods", &lp).await?;
+        pods.retain(|p| status.is_none_or(|f| pod_phase(p).eq_ignore_ascii_case(f)));
+        Ok(pods)
+    }
+
+    /// The events `get_events` covers: all in `ns`, or those about the object `name`.
+    pub(super) async fn events_about(
+        &self,
+        ns: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<Event>, ToolError> {
+        let mut lp = ListParams::default();
+        if let Some(n) = name {
+            lp = lp.fields(&format!("involvedObject.name={n}"));
+        }
+        self.listed(ns, "events", &lp).await
+    }
+
     async fn list_pods(
         &self,
         ns: &str,
         selector: Option<&str>,
         status: Option<&str>,
     ) -> Result<String, ToolError> {
-        let mut lp = ListParams::default();
-        if let Some(s) = selector {
-            lp = lp.labels(s);
-        }
-        let pods = Api::<Pod>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .map_err(|e| Self::list_err(e, "pods", ns))?;
+        let pods = self.pods(ns, selector, status).await?;
         let now = Timestamp::now();
         let rows: Vec<Vec<String>> = pods
-            .items
             .iter()
-            .filter(|p| status.is_none_or(|f| pod_phase(p).eq_ignore_ascii_case(f)))
             .map(|p| {
                 let restarts = pod_restarts(p);
                 let phase = pod_phase(p);
@@ -427,13 +469,11 @@ impl ReadTools {
     }
 
     async fn list_deployments(&self, ns: &str) -> Result<String, ToolError> {
-        let list = Api::<Deployment>::namespaced(self.client.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Self::list_err(e, "deployments", ns))?;
+        let list: Vec<Deployment> = self
+            .listed(ns, "deployments", &ListParams::default())
+            .await?;
         let now = Timestamp::now();
         let rows: Vec<Vec<String>> = list
-            .items
             .iter()
             .map(|d| {
                 let (desired, ready, updated, available) = deployment_counts(d);
@@ -513,12 +553,8 @@ impl ReadTools {
     }
 
     async fn list_services(&self, ns: &str) -> Result<String, ToolError> {
-        let list = Api::<Service>::namespaced(self.client.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Self::list_err(e, "services", ns))?;
+        let list: Vec<Service> = self.listed(ns, "services", &ListParams::default()).await?;
         let rows: Vec<Vec<String>> = list
-            .items
             .iter()
             .map(|s| {
                 let spec = s.spec.clone().unwrap_or_default();
@@ -606,15 +642,7 @@ impl ReadTools {
     }
 
     async fn events(&self, ns: &str, name: Option<&str>) -> Result<String, ToolError> {
-        let mut lp = ListParams::default();
-        if let Some(n) = name {
-            lp = lp.fields(&format!("involvedObject.name={n}"));
-        }
-        let mut events = Api::<Event>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .map_err(|e| Self::list_err(e, "events", ns))?
-            .items;
+        let mut events = self.events_about(ns, name).await?;
         let when = |e: &Event| {
             e.last_timestamp
                 .clone()
