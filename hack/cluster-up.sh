@@ -170,7 +170,9 @@ spec:
 CFG
   # One document per stage file (a glob inside one `cat` would merge them into one document).
   for f in "$KWOK_STAGES"/node/fast/node-initialize.yaml "$KWOK_STAGES"/node/heartbeat/node-heartbeat.yaml \
-           "$KWOK_STAGES"/pod/fast/*.yaml "$KWOK_STAGES"/pod/chaos/pod-container-running-failed.yaml; do
+           "$KWOK_STAGES"/pod/fast/*.yaml "$KWOK_STAGES"/pod/chaos/pod-container-running-failed.yaml \
+           "$HACK_DIR"/kwok-stages/*.yaml; do
+    [ -f "$f" ] || continue
     echo "---"; cat "$f"
   done
 } > "$CLUSTER_DIR/kwok.yaml"
