@@ -9,7 +9,7 @@ use kubilitics_ai::{
     agent::{BuiltinPlanner, Flavor, LlmConfig, OpenAiPlanner, Planner},
     api::crds_yaml,
     controller::{
-        self, Config,
+        self, Config, ExecuteAs,
         leader::{LeaderConfig, LeaderElector},
     },
     execute::FailPoint,
@@ -217,6 +217,11 @@ struct RunArgs {
         value_delimiter = ','
     )]
     cross_namespace_from: Vec<String>,
+    /// Whose rights dry runs and plan steps use: `service-account` (the operator's, after
+    /// SubjectAccessReviews for the requester) or `requester` (impersonation: the API server's
+    /// RBAC, admission policies and audit log see the person; needs `impersonate` rights).
+    #[arg(long, env = "KUBILITICS_EXECUTE_AS", value_enum, default_value_t = ExecuteAsArg::ServiceAccount)]
+    execute_as: ExecuteAsArg,
     /// Let requesters approve their own plans (off by default).
     #[arg(long, env = "KUBILITICS_ALLOW_SELF_APPROVAL", default_value_t = false)]
     allow_self_approval: bool,
@@ -314,9 +319,21 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `--execute-as`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExecuteAsArg {
+    ServiceAccount,
+    Requester,
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_tracing(args.log_format);
-    let client = telemetry::counted_client(kube::Config::infer().await?)?;
+    let own = kube::Config::infer().await?;
+    let client = telemetry::counted_client(own.clone())?;
+    let execute_as = match args.execute_as {
+        ExecuteAsArg::ServiceAccount => ExecuteAs::ServiceAccount,
+        ExecuteAsArg::Requester => ExecuteAs::Requester(Box::new(own)),
+    };
     let config = Config {
         namespace: args.namespace,
         plan_ttl: args.plan_ttl,
@@ -334,6 +351,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         separation_of_duties: !args.allow_self_approval,
         gitops_identities: args.gitops_identities.clone(),
         cross_namespace_from: args.cross_namespace_from.clone(),
+        execute_as,
         quota: (args.rate_limit_requests.is_some() || args.llm_token_budget.is_some()).then(|| {
             QuotaConfig {
                 max_requests: args.rate_limit_requests,

@@ -88,6 +88,25 @@ pub fn approve_permission(namespace: &str, plan: Option<&str>) -> Permission {
     }
 }
 
+/// A client that acts as `who`: the operator's own credentials (`own`) impersonating the
+/// user's name, uid, groups and extra, so the API server's RBAC, admission policies keyed on
+/// the user and the audit log see the person, not the operator.
+pub fn impersonating(own: &kube::Config, who: &Requester) -> Result<Client, kube::Error> {
+    let mut cfg = own.clone();
+    cfg.auth_info.impersonate = Some(who.username.clone());
+    cfg.auth_info.impersonate_uid = who.uid.clone();
+    // The API server adds system:authenticated to every impersonated user itself.
+    cfg.auth_info.impersonate_groups = Some(
+        who.groups
+            .iter()
+            .filter(|g| g.as_str() != "system:authenticated")
+            .cloned()
+            .collect(),
+    );
+    cfg.auth_info.impersonate_user_extra = None;
+    crate::telemetry::counted_client(cfg)
+}
+
 /// One permission a tool call needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permission {

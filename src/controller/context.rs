@@ -48,6 +48,20 @@ pub struct Config {
     /// elsewhere read only their own namespace and `spec.targetNamespace`: their answers are
     /// readable by everyone who can read requests in their namespace.
     pub cross_namespace_from: Vec<String>,
+    /// Whose rights dry runs and steps use: the operator's ServiceAccount (after
+    /// SubjectAccessReviews for the requester; the default) or the requester's own, by
+    /// impersonation (`--execute-as requester`).
+    pub execute_as: ExecuteAs,
+}
+
+/// Who the API server sees on dry runs and plan steps.
+#[derive(Clone, Debug, Default)]
+pub enum ExecuteAs {
+    /// The operator's ServiceAccount, after SubjectAccessReviews for the requester.
+    #[default]
+    ServiceAccount,
+    /// The requester, impersonated with the operator's credentials (kept here).
+    Requester(Box<kube::Config>),
 }
 
 impl Default for Config {
@@ -65,6 +79,7 @@ impl Default for Config {
             gitops_identities: vec![],
             cross_namespace_from: vec![],
             quota: None,
+            execute_as: ExecuteAs::ServiceAccount,
         }
     }
 }
@@ -77,6 +92,25 @@ pub struct Context {
     pub config: Config,
     /// Our latest status write per request (shared with planning checkpoints).
     pub written: Arc<WriteMemo>,
+}
+
+impl Context {
+    /// The client for dry runs and steps of `requester`'s plans: the operator's own, or one
+    /// impersonating the requester under `--execute-as requester` (which then needs one).
+    pub fn acting_client(
+        &self,
+        requester: Option<&crate::api::Requester>,
+    ) -> Result<Client, ToolError> {
+        match (&self.config.execute_as, requester) {
+            (ExecuteAs::ServiceAccount, _) => Ok(self.client.clone()),
+            (ExecuteAs::Requester(own), Some(who)) => {
+                crate::access::impersonating(own, who).map_err(ToolError::Kube)
+            }
+            (ExecuteAs::Requester(_), None) => Err(ToolError::Forbidden(
+                "--execute-as requester: this request has no requester identity to act as".into(),
+            )),
+        }
+    }
 }
 
 /// Reconcile errors, each with a metric label and a retry delay.

@@ -15,7 +15,7 @@ mod planning;
 mod request;
 mod status;
 
-pub use context::{Config, Context, Error, WriteMemo};
+pub use context::{Config, Context, Error, ExecuteAs, WriteMemo};
 
 use std::sync::Arc;
 

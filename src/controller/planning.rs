@@ -433,7 +433,7 @@ async fn draft(
     if !blocked.is_empty() {
         return Ok(Drafted::Done(Done::Blocked(blocked.join("; "))));
     }
-    let steps = match prepare(ctx, &outcome.mutations, &verdict.risks).await? {
+    let steps = match prepare(ctx, &outcome.mutations, &verdict.risks, authz).await? {
         Ok(steps) => steps,
         Err(msg) => return Ok(Drafted::Done(Done::NotPlanned(msg))),
     };
@@ -450,10 +450,17 @@ async fn prepare(
     ctx: &Context,
     mutations: &[Mutation],
     risks: &[Risk],
+    authz: Option<&Authorizer>,
 ) -> Result<Result<Vec<PlanStep>, String>, Error> {
+    // The requester's own client under `--execute-as requester`: the dry run then passes the
+    // API server's RBAC and admission policies as that person.
+    let client = match ctx.acting_client(authz.map(|a| &a.user)) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     let mut steps = vec![];
     for (m, risk) in mutations.iter().zip(risks) {
-        match m.prepare(&ctx.client).await {
+        match m.prepare(&client).await {
             Ok(mut s) => {
                 s.risk = *risk;
                 steps.push(s);

@@ -193,8 +193,9 @@ async fn run_plan(
         };
     let authz = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
         .map(|r| Authorizer::new(ctx.client.clone(), r));
+    let client = ctx.acting_client(authz.as_ref().map(|a| &a.user))?;
     let env = execute::Env {
-        client: &ctx.client,
+        client: &client,
         events: &ctx.events,
         write: &writer,
         failpoint: ctx.config.failpoint,

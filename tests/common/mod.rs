@@ -85,12 +85,16 @@ pub fn kubeconfig(user: &str) -> PathBuf {
 
 /// A client authenticated as one of the harness users (`admin`, `alice`, `bob`, `mallory`).
 pub async fn client(user: &str) -> Client {
+    Client::try_from(config(user).await).expect("client")
+}
+
+/// The client configuration of one of the harness users.
+pub async fn config(user: &str) -> Config {
     let path = kubeconfig(user);
     let kc = Kubeconfig::read_from(&path).expect("read kubeconfig");
-    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .expect("kubeconfig");
-    Client::try_from(cfg).expect("client")
+        .expect("kubeconfig")
 }
 
 /// A namespace for one test; deleted on drop, also when the test fails.

@@ -35,6 +35,9 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: [apps]
     resources: [deployments, statefulsets, daemonsets]
     verbs: [get, list, watch]
+  {{- if ne .Values.operator.executeAs "requester" }}
+  # Approved steps and their dry runs (with operator.executeAs=requester they are the
+  # requester's own impersonated calls, and the operator holds none of these verbs).
   - apiGroups: [apps]
     resources: [deployments, statefulsets]
     verbs: [patch]
@@ -49,4 +52,5 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: ["", apps, batch, autoscaling, networking.k8s.io]
     resources: [deployments, statefulsets, daemonsets, services, configmaps, pods, jobs, cronjobs, horizontalpodautoscalers, networkpolicies, persistentvolumeclaims]
     verbs: [get, patch, create]
+  {{- end }}
 {{- end }}
