@@ -176,3 +176,61 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// A namespace with more events than a list reads: the tools page through the API server
+/// (`limit`/`continue`), stop at the cap, and say so, for people and for the model alike.
+#[tokio::test]
+async fn lists_stop_at_the_cap_and_say_showing_n_of_m() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Event;
+    use kube::Api;
+    use kube::api::PostParams;
+    use kubilitics_ai::tools::{LIST_CAP, ReadCall, ReadTools};
+
+    let ns = TestNs::new("paged").await;
+    let n = LIST_CAP + 37;
+    let api = Api::<Event>::namespaced(client("admin").await, &ns.name);
+    let created = futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            let ns = ns.name.clone();
+            async move {
+                let e: Event = serde_json::from_value(json!({
+                    "metadata": {"name": format!("e{i:05}")},
+                    "involvedObject": {"kind": "Pod", "name": format!("p{i}"), "namespace": ns},
+                    "reason": "Test", "message": "m", "type": "Normal"
+                }))
+                .unwrap();
+                api.create(&PostParams::default(), &e)
+                    .await
+                    .map_err(|e| eprintln!("{e}"))
+                    .is_ok()
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(created, n);
+    let tools = ReadTools::new(client("admin").await);
+    let call = ReadCall::GetEvents {
+        namespace: ns.name.clone(),
+        name: None,
+    };
+    let want = format!("showing the first {LIST_CAP} of {n} events");
+    let (text, _) = tools.run(&call).await;
+    let text = text.unwrap();
+    assert!(text.contains(&want), "{text}");
+    let (compact, _) = tools.run_for_model(&call, 100_000).await;
+    let compact = compact.unwrap();
+    assert!(compact.contains(&want), "{compact}");
+    // Under the cap nothing is said.
+    let few = TestNs::new("paged-few").await;
+    deployment(&few.name, "web", 1).await;
+    let (text, _) = tools
+        .run(&ReadCall::ListDeployments {
+            namespace: few.name.clone(),
+        })
+        .await;
+    assert!(!text.unwrap().contains("showing the first"));
+}

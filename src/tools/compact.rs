@@ -16,7 +16,7 @@ use k8s_openapi::api::{
 use kube::{ResourceExt, api::ListParams};
 
 use super::format::age;
-use super::read::{deployment_counts, pod_phase, pod_restarts};
+use super::read::{Listed, deployment_counts, pod_phase, pod_restarts};
 use super::{ReadCall, ReadTools, ToolError};
 use crate::api::ToolCall;
 use crate::safety::redact;
@@ -47,23 +47,23 @@ impl ReadTools {
                             status_filter.as_deref(),
                         )
                         .await?;
-                    pods_text(namespace, &pods, now, budget)
+                    pods_text(namespace, &pods, now, budget) + &pods.note("pods")
                 }
                 ReadCall::ListDeployments { namespace } => {
-                    let list: Vec<Deployment> = self
+                    let list: Listed<Deployment> = self
                         .listed(namespace, "deployments", &ListParams::default())
                         .await?;
-                    deployments_text(namespace, &list, budget)
+                    deployments_text(namespace, &list, budget) + &list.note("deployments")
                 }
                 ReadCall::ListServices { namespace } => {
-                    let list: Vec<Service> = self
+                    let list: Listed<Service> = self
                         .listed(namespace, "services", &ListParams::default())
                         .await?;
-                    services_text(namespace, &list, budget)
+                    services_text(namespace, &list, budget) + &list.note("services")
                 }
                 ReadCall::GetEvents { namespace, name } => {
                     let list = self.events_about(namespace, name.as_deref()).await?;
-                    events_text(namespace, &list, now, budget)
+                    events_text(namespace, &list, now, budget) + &list.note("events")
                 }
                 other => self.dispatch(other).await?,
             };

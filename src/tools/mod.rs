@@ -18,4 +18,4 @@ pub use lookup::{
     Resolution, Workload, WorkloadLookup, describe_resolution, edit_distance, resolve,
 };
 pub use mutate::{Check, GENERIC_KINDS, Mutation, PatchStrategy, WorkloadKind, diff, generic_kind};
-pub use read::{ReadCall, ReadTools};
+pub use read::{LIST_CAP, Listed, ReadCall, ReadTools, paged};

@@ -21,6 +21,88 @@ use super::{ToolError, Workload, WorkloadKind, WorkloadLookup, describe_resoluti
 use crate::access::redact;
 use crate::api::ToolCall;
 
+/// Objects per list page.
+const LIST_PAGE: u32 = 500;
+/// Most objects one list tool reads; beyond it the tool says "showing N of M".
+pub const LIST_CAP: usize = 2000;
+
+/// A list read in pages and cut at a cap: the objects read, and how many there are in all.
+#[derive(Debug)]
+pub struct Listed<K> {
+    pub items: Vec<K>,
+    /// Objects in the list (read or not): the API server's `remainingItemCount` after the
+    /// last page read, when it tells.
+    pub total: Option<usize>,
+    /// Whether reading stopped at the cap with objects left unread.
+    pub capped: bool,
+}
+
+impl<K> std::ops::Deref for Listed<K> {
+    type Target = Vec<K>;
+    fn deref(&self) -> &Vec<K> {
+        &self.items
+    }
+}
+
+impl<K> std::ops::DerefMut for Listed<K> {
+    fn deref_mut(&mut self) -> &mut Vec<K> {
+        &mut self.items
+    }
+}
+
+impl<K> Listed<K> {
+    /// "showing N of M" when the read stopped at the cap; empty otherwise.
+    pub fn note(&self, what: &str) -> String {
+        if !self.capped {
+            return String::new();
+        }
+        match self.total {
+            Some(t) => format!(
+                "\n\n(showing the first {} of {t} {what}: the list stops at {LIST_CAP}; narrow it with a label selector)",
+                self.items.len()
+            ),
+            None => format!(
+                "\n\n(showing the first {} {what}; there are more: the list stops at {LIST_CAP}; narrow it with a label selector)",
+                self.items.len()
+            ),
+        }
+    }
+}
+
+/// Lists `api` in pages of [`LIST_PAGE`], stopping after `cap` objects.
+pub async fn paged<K>(api: &Api<K>, lp: &ListParams, cap: usize) -> Result<Listed<K>, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut items = Vec::new();
+    let mut lp = lp.clone().limit(LIST_PAGE);
+    loop {
+        let page = api.list(&lp).await?;
+        let remaining = page.metadata.remaining_item_count;
+        let next = page.metadata.continue_.filter(|c| !c.is_empty());
+        items.extend(page.items);
+        match next {
+            None => {
+                let total = Some(items.len());
+                return Ok(Listed {
+                    items,
+                    total,
+                    capped: false,
+                });
+            }
+            Some(_) if items.len() >= cap => {
+                let total = remaining.map(|r| items.len() + r.max(0) as usize);
+                return Ok(Listed {
+                    items,
+                    total,
+                    capped: true,
+                });
+            }
+            Some(c) => lp.continue_token = Some(c),
+        }
+    }
+}
+
 /// Longest tool output kept (answers and, later, LLM context stay small).
 const MAX_OUTPUT: usize = 16 * 1024;
 /// Rows shown in one table.
@@ -285,24 +367,24 @@ impl ReadTools {
 
     /// The objects of kind `K` in `ns` a list tool covers (`what` names them in errors). Both
     /// renderings — the tables for people and the compact form for a model — read through here,
-    /// so they always describe the same set.
+    /// so they always describe the same set. Read in pages of [`LIST_PAGE`] and stopped at
+    /// [`LIST_CAP`] objects: a namespace with 100 000 pods costs one capped read, and the
+    /// renderings say "showing N of M".
     pub(super) async fn listed<K>(
         &self,
         ns: &str,
         what: &str,
         lp: &ListParams,
-    ) -> Result<Vec<K>, ToolError>
+    ) -> Result<Listed<K>, ToolError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        Ok(Api::<K>::namespaced(self.client.clone(), ns)
-            .list(lp)
+        paged(&Api::<K>::namespaced(self.client.clone(), ns), lp, LIST_CAP)
             .await
-            .map_err(|e| Self::list_err(e, what, ns))?
-            .items)
+            .map_err(|e| Self::list_err(e, what, ns))
     }
 
     /// The pods `list_pods` covers: by label selector, then by phase.
@@ -311,12 +393,12 @@ impl ReadTools {
         ns: &str,
         selector: Option<&str>,
         status: Option<&str>,
-    ) -> Result<Vec<Pod>, ToolError> {
+    ) -> Result<Listed<Pod>, ToolError> {
         let mut lp = ListParams::default();
         if let Some(s) = selector {
             lp = lp.labels(s);
         }
-        let mut pods: Vec<Pod> = self.listed(ns, "pods", &lp).await?;
+        let mut pods: Listed<Pod> = self.listed(ns, "pods", &lp).await?;
         pods.retain(|p| status.is_none_or(|f| pod_phase(p).eq_ignore_ascii_case(f)));
         Ok(pods)
     }
@@ -326,7 +408,7 @@ impl ReadTools {
         &self,
         ns: &str,
         name: Option<&str>,
-    ) -> Result<Vec<Event>, ToolError> {
+    ) -> Result<Listed<Event>, ToolError> {
         let mut lp = ListParams::default();
         if let Some(n) = name {
             lp = lp.fields(&format!("involvedObject.name={n}"));
@@ -368,12 +450,13 @@ impl ReadTools {
             return Ok(format!("No pods found in namespace '{ns}'."));
         }
         Ok(format!(
-            "Found {} pods in '{ns}':\n\n{}",
+            "Found {} pods in '{ns}':\n\n{}{}",
             rows.len(),
             table(
                 &["Name", "Status", "Restarts", "Node", "Age"],
                 &rows[..rows.len().min(MAX_ROWS)]
-            )
+            ),
+            pods.note("pods")
         ))
     }
 
@@ -469,7 +552,7 @@ impl ReadTools {
     }
 
     async fn list_deployments(&self, ns: &str) -> Result<String, ToolError> {
-        let list: Vec<Deployment> = self
+        let list: Listed<Deployment> = self
             .listed(ns, "deployments", &ListParams::default())
             .await?;
         let now = Timestamp::now();
@@ -490,12 +573,13 @@ impl ReadTools {
             return Ok(format!("No deployments found in namespace '{ns}'."));
         }
         Ok(format!(
-            "Found {} deployments in '{ns}':\n\n{}",
+            "Found {} deployments in '{ns}':\n\n{}{}",
             rows.len(),
             table(
                 &["Name", "Ready", "Up-to-date", "Available", "Age"],
                 &rows[..rows.len().min(MAX_ROWS)]
-            )
+            ),
+            list.note("deployments")
         ))
     }
 
@@ -553,7 +637,7 @@ impl ReadTools {
     }
 
     async fn list_services(&self, ns: &str) -> Result<String, ToolError> {
-        let list: Vec<Service> = self.listed(ns, "services", &ListParams::default()).await?;
+        let list: Listed<Service> = self.listed(ns, "services", &ListParams::default()).await?;
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|s| {
@@ -589,12 +673,13 @@ impl ReadTools {
             return Ok(format!("No services found in namespace '{ns}'."));
         }
         Ok(format!(
-            "Found {} services in '{ns}':\n\n{}",
+            "Found {} services in '{ns}':\n\n{}{}",
             rows.len(),
             table(
                 &["Name", "Type", "Cluster IP", "Ports", "Selector"],
                 &rows[..rows.len().min(MAX_ROWS)]
-            )
+            ),
+            list.note("services")
         ))
     }
 
@@ -687,8 +772,9 @@ impl ReadTools {
             ));
         }
         Ok(format!(
-            "Recent events in '{ns}':\n\n{}",
-            table(&["Type", "Reason", "Object", "Message", "Age"], &rows)
+            "Recent events in '{ns}':\n\n{}{}",
+            table(&["Type", "Reason", "Object", "Message", "Age"], &rows),
+            events.note("events")
         ))
     }
 
@@ -708,10 +794,13 @@ impl ReadTools {
                     .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             })
             .count();
-        let pods = Api::<Pod>::all(c.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Self::list_err(e, "pods", "*"))?;
+        let pods = paged(
+            &Api::<Pod>::all(c.clone()),
+            &ListParams::default(),
+            LIST_CAP,
+        )
+        .await
+        .map_err(|e| Self::list_err(e, "pods", "*"))?;
         let unhealthy: Vec<Vec<String>> = pods
             .items
             .iter()
@@ -729,8 +818,7 @@ impl ReadTools {
                 ]
             })
             .collect();
-        let deployments = Api::<Deployment>::all(c)
-            .list(&ListParams::default())
+        let deployments = paged(&Api::<Deployment>::all(c), &ListParams::default(), LIST_CAP)
             .await
             .map_err(|e| Self::list_err(e, "deployments", "*"))?;
         let degraded: Vec<String> = deployments
@@ -754,6 +842,8 @@ impl ReadTools {
             deployments.items.len(),
             degraded.len()
         );
+        out.push_str(&pods.note("pods"));
+        out.push_str(&deployments.note("deployments"));
         if !degraded.is_empty() {
             out.push_str(&format!(
                 "\nDegraded deployments: {}\n",
