@@ -167,6 +167,11 @@ spec:
   logs:
   - logsFile: $CLUSTER_DIR/app.log
     previousLogsFile: $CLUSTER_DIR/app.log
+  # Containers named huge-logger print huge.log (tests/least_privilege.rs writes it: 1000 lines
+  # of 1 MiB, to show the operator's memory stays bounded).
+  - containers: [huge-logger]
+    logsFile: $CLUSTER_DIR/huge.log
+    previousLogsFile: $CLUSTER_DIR/huge.log
 CFG
   # One document per stage file (a glob inside one `cat` would merge them into one document).
   for f in "$KWOK_STAGES"/node/fast/node-initialize.yaml "$KWOK_STAGES"/node/heartbeat/node-heartbeat.yaml \

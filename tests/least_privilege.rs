@@ -234,3 +234,71 @@ async fn lists_stop_at_the_cap_and_say_showing_n_of_m() {
         .await;
     assert!(!text.unwrap().contains("showing the first"));
 }
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A pod printing 1000 lines of 1 MiB (kwok serves `huge.log` for containers named
+/// `huge-logger`): the operator reads at most 256 KiB of it (`limitBytes`, and a cap on the
+/// stream), cuts long lines, and its peak memory stays under 128 MiB.
+#[tokio::test]
+async fn a_pod_printing_huge_lines_cannot_grow_the_operators_memory() {
+    use std::io::Write;
+    let huge = cluster_dir().join("huge.log");
+    if std::fs::metadata(&huge).map(|m| m.len()).unwrap_or(0) < 1000 << 20 {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&huge).unwrap());
+        let line = "y".repeat(1 << 20);
+        for i in 0..1000 {
+            writeln!(
+                f,
+                "2026-01-01T00:00:{:02}.000000000Z stdout F {i:04} {line}",
+                i % 60
+            )
+            .unwrap();
+        }
+    }
+    let ns = TestNs::new("hugelog").await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "huge", "namespace": ns.name},
+        "spec": {"containers": [{"name": "huge-logger", "image": "busybox"}]}
+    });
+    tool("kubectl", &["apply", "-f", "-"], Some(&pod.to_string()));
+    wait_for(
+        "pod huge running",
+        std::time::Duration::from_secs(60),
+        || async {
+            let p: k8s_openapi::api::core::v1::Pod =
+                kube::Api::namespaced(client("admin").await, &ns.name)
+                    .get("huge")
+                    .await
+                    .unwrap();
+            p.status.and_then(|s| s.phase).as_deref() == Some("Running")
+        },
+    )
+    .await;
+    let mut op = operator_process(&ns.name, "op-hugelog", None, None);
+    for i in 0..3 {
+        let name = format!("logs-{i}");
+        ask("admin", &ns.name, &name, "show the logs of pod huge").await;
+        let r = wait_phase(&ns.name, &name, "Answered").await;
+        let answer = r.status.unwrap().answer.unwrap_or_default();
+        assert!(answer.contains("more bytes]"), "{answer}");
+        assert!(answer.len() < 64 * 1024, "answer of {} bytes", answer.len());
+    }
+    let peak = peak_rss_kib(op.id());
+    let _ = op.kill();
+    let _ = op.wait();
+    println!(
+        "operator peak RSS after 3 reads of a 1 GiB log: {} MiB",
+        peak / 1024
+    );
+    assert!(peak < 128 * 1024, "operator peak RSS {} MiB", peak / 1024);
+}

@@ -536,8 +536,7 @@ impl ReadTools {
             limit_bytes: Some(LOG_LIMIT_BYTES),
             ..Default::default()
         };
-        let logs = Api::<Pod>::namespaced(self.client.clone(), ns)
-            .logs(name, &lp)
+        let logs = read_capped_log(&Api::<Pod>::namespaced(self.client.clone(), ns), name, &lp)
             .await
             .map_err(|e| ToolError::from_kube(e, "Pod", ns, name))?;
         if logs.trim().is_empty() {
@@ -906,8 +905,26 @@ pub(super) fn deployment_counts(d: &Deployment) -> (i32, i32, i32, i32) {
         s.available_replicas.unwrap_or(0),
     )
 }
-/// Most bytes of log one `get_pod_logs` call reads (`limitBytes`, enforced by the API server).
+/// Most bytes of log one `get_pod_logs` call reads (sent as `limitBytes`, and cut here too).
 pub const LOG_LIMIT_BYTES: i64 = 256 * 1024;
+/// A pod's log, streamed and cut at [`LOG_LIMIT_BYTES`] whatever the kubelet does with
+/// `limitBytes`: memory stays bounded by the cap, not by what the pod printed.
+async fn read_capped_log(
+    api: &Api<Pod>,
+    name: &str,
+    lp: &LogParams,
+) -> Result<String, kube::Error> {
+    use futures::AsyncReadExt;
+    let stream = api.log_stream(name, lp).await?;
+    let mut capped = Box::pin(stream.take(LOG_LIMIT_BYTES as u64));
+    let mut buf = Vec::with_capacity(64 * 1024);
+    capped
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| kube::Error::Service(Box::new(e)))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// Longest log line kept; the rest of a line is replaced by a marker.
 const LOG_LINE_MAX: usize = 2048;
 
