@@ -127,10 +127,7 @@ fn a_namespaced_install_grants_nothing_outside_its_namespace() {
         "get validatingadmissionpolicybindings",
         "get nodes",
         "list nodes",
-        "watch nodes",
         "get namespaces",
-        "list namespaces",
-        "watch namespaces",
     ];
     let mut got: Vec<&str> = cluster.iter().map(String::as_str).collect();
     want.sort();
@@ -474,4 +471,208 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// The operator's ClusterRole rendered with `sets`, as "verb group/resource" pairs (core group
+/// written as "core").
+fn grouped_rules(sets: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut args = vec!["template", "k", "charts/kubilitics-ai", "-n", RELEASE_NS];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let rendered = tool("helm", &args, None);
+    let mut out = std::collections::BTreeSet::new();
+    for doc in rendered.split("\n---") {
+        let Ok(doc) = serde_norway::from_str::<serde_json::Value>(doc) else {
+            continue;
+        };
+        if doc["metadata"]["name"] != "kubilitics-ai-operator" || doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in doc["rules"].as_array().into_iter().flatten() {
+            for g in rule["apiGroups"].as_array().into_iter().flatten() {
+                let g = match g.as_str().unwrap() {
+                    "" => "core",
+                    g => g,
+                };
+                for r in rule["resources"].as_array().into_iter().flatten() {
+                    for v in rule["verbs"].as_array().into_iter().flatten() {
+                        out.insert(format!(
+                            "{} {g}/{}",
+                            v.as_str().unwrap(),
+                            r.as_str().unwrap()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One sample call of every tool (every kind where the tool takes one), from JSON.
+fn tool_samples() -> (
+    Vec<kubilitics_ai::tools::ReadCall>,
+    Vec<kubilitics_ai::tools::Mutation>,
+) {
+    use kubilitics_ai::tools::GENERIC_KINDS;
+    use serde_json::json;
+    let ns = "shop";
+    let mut reads = vec![];
+    for call in [
+        json!({"tool": "list_pods", "namespace": ns}),
+        json!({"tool": "get_pod_details", "namespace": ns, "name": "p"}),
+        json!({"tool": "get_pod_logs", "namespace": ns, "name": "p"}),
+        json!({"tool": "list_deployments", "namespace": ns}),
+        json!({"tool": "get_deployment_status", "namespace": ns, "name": "d"}),
+        json!({"tool": "list_services", "namespace": ns}),
+        json!({"tool": "get_events", "namespace": ns}),
+        json!({"tool": "get_cluster_health"}),
+        json!({"tool": "find_workload", "namespace": ns, "name": "w"}),
+    ] {
+        reads.push(serde_json::from_value(call).unwrap());
+    }
+    // describe_resource: every kind it reads (Secrets are refused before any API call).
+    for kind in [
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "Service",
+        "ConfigMap",
+        "Node",
+        "Namespace",
+    ] {
+        reads.push(
+            serde_json::from_value(
+                json!({"tool": "describe_resource", "namespace": ns, "kind": kind, "name": "x"}),
+            )
+            .unwrap(),
+        );
+    }
+    let mut steps = vec![];
+    for kind in ["Deployment", "StatefulSet"] {
+        for tool in ["scale_deployment", "rollout_restart"] {
+            steps.push(
+                json!({"tool": tool, "namespace": ns, "name": "w", "kind": kind, "replicas": 1}),
+            );
+        }
+    }
+    steps.push(json!({"tool": "delete_pod", "namespace": ns, "name": "p"}));
+    steps.push(json!({"tool": "create_configmap", "namespace": ns, "name": "c", "data": {}}));
+    for (kind, ..) in GENERIC_KINDS {
+        steps.push(json!({"tool": "patch_resource", "namespace": ns, "kind": kind, "name": "x", "patch": {}}));
+        steps.push(json!({"tool": "apply_manifest", "namespace": ns,
+            "manifest": {"kind": kind, "metadata": {"name": "x"}}}));
+    }
+    let steps = steps
+        .into_iter()
+        .map(|s| serde_json::from_value(s).unwrap())
+        .collect();
+    (reads, steps)
+}
+
+/// What the ServiceAccount may do is exactly what the code does: every "verb group/resource" of
+/// the chart's operator ClusterRole is used by a tool, a step (its dry run, its drift read) or the
+/// operator itself, and every one of those is granted. A tool added without its rule, or a
+/// rule nothing uses, fails here.
+#[test]
+fn the_service_accounts_verbs_are_exactly_what_the_code_uses() {
+    let _ = cluster_dir();
+    let (reads, steps) = tool_samples();
+    // Every tool the model is offered has a sample above.
+    let mut sampled: Vec<String> = reads
+        .iter()
+        .map(|r| r.name().to_string())
+        .chain(steps.iter().map(|s| s.tool_name().to_string()))
+        .collect();
+    sampled.sort();
+    sampled.dedup();
+    let mut offered: Vec<String> = kubilitics_ai::agent::schema::tool_specs()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    offered.sort();
+    assert_eq!(sampled, offered, "a tool has no sample in tool_samples()");
+
+    let pair = |p: &kubilitics_ai::access::Permission| {
+        let g = if p.group.is_empty() { "core" } else { p.group };
+        let r = match p.subresource {
+            Some(s) => format!("{}/{s}", p.resource),
+            None => p.resource.to_string(),
+        };
+        format!("{} {g}/{r}", p.verb)
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for r in &reads {
+        used.extend(r.permissions().iter().map(pair));
+    }
+    for s in &steps {
+        for p in s.permissions() {
+            used.insert(pair(&p));
+            // Before a step the executor reads the live object (drift check).
+            used.insert(pair(&kubilitics_ai::access::Permission {
+                verb: "get",
+                ..p
+            }));
+        }
+    }
+    // The operator's own calls, each with its reason.
+    for (p, _why) in [
+        (
+            "create authorization.k8s.io/subjectaccessreviews",
+            "requester/approver checks",
+        ),
+        (
+            "get admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "its own webhook",
+        ),
+        (
+            "patch admissionregistration.k8s.io/mutatingwebhookconfigurations",
+            "CA bundle",
+        ),
+        (
+            "get admissionregistration.k8s.io/validatingadmissionpolicies",
+            "identity policy",
+        ),
+        (
+            "get admissionregistration.k8s.io/validatingadmissionpolicybindings",
+            "identity policy",
+        ),
+        ("get ai.kubilitics.io/airequests", "reconcile"),
+        ("list ai.kubilitics.io/airequests", "watch cache"),
+        ("watch ai.kubilitics.io/airequests", "watch cache"),
+        ("get ai.kubilitics.io/aiplans", "reconcile"),
+        ("list ai.kubilitics.io/aiplans", "watch cache"),
+        ("watch ai.kubilitics.io/aiplans", "watch cache"),
+        ("create ai.kubilitics.io/aiplans", "writes plans"),
+        ("get ai.kubilitics.io/airequests/status", "status"),
+        (
+            "patch ai.kubilitics.io/airequests/status",
+            "status (server-side apply)",
+        ),
+        (
+            "update ai.kubilitics.io/airequests/status",
+            "status (compare-and-swap)",
+        ),
+        ("get ai.kubilitics.io/aiplans/status", "status"),
+        (
+            "patch ai.kubilitics.io/aiplans/status",
+            "status (server-side apply)",
+        ),
+        (
+            "update ai.kubilitics.io/aiplans/status",
+            "status (compare-and-swap)",
+        ),
+        ("create events.k8s.io/events", "every decision is an Event"),
+    ] {
+        used.insert(p.to_string());
+    }
+    let granted = grouped_rules(&[]);
+    let unused: Vec<&String> = granted.difference(&used).collect();
+    let missing: Vec<&String> = used.difference(&granted).collect();
+    assert!(
+        unused.is_empty() && missing.is_empty(),
+        "granted but unused: {unused:#?}\nused but not granted: {missing:#?}"
+    );
 }

@@ -28,13 +28,23 @@ operator.watchNamespace (rbac.scope=namespaced).
     verbs: [get, patch, update]
   - apiGroups: [events.k8s.io]
     resources: [events]
-    verbs: [create, patch]
+    verbs: [create]
+  # What the read-only tools read (tests/chart.rs checks these are exactly the verbs they use).
   - apiGroups: [""]
-    resources: [pods, pods/log, services, configmaps, events]
-    verbs: [get, list, watch]
+    resources: [pods, services]
+    verbs: [get, list]
+  - apiGroups: [""]
+    resources: [pods/log, configmaps]
+    verbs: [get]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [list]
   - apiGroups: [apps]
-    resources: [deployments, statefulsets, daemonsets]
-    verbs: [get, list, watch]
+    resources: [deployments, statefulsets]
+    verbs: [get, list]
+  - apiGroups: [apps]
+    resources: [daemonsets]
+    verbs: [get]
   {{- if ne .Values.operator.executeAs "requester" }}
   # Approved steps and their dry runs (with operator.executeAs=requester they are the
   # requester's own impersonated calls, and the operator holds none of these verbs).
@@ -49,8 +59,21 @@ operator.watchNamespace (rbac.scope=namespaced).
     verbs: [create]
   # patch_resource / apply_manifest (planned with a dry run, run only after approval) on the
   # allowlisted kinds (src/tools/mutate.rs GENERIC_KINDS); never Secrets, RBAC or cluster-scoped kinds.
-  - apiGroups: ["", apps, batch, autoscaling, networking.k8s.io]
-    resources: [deployments, statefulsets, daemonsets, services, configmaps, pods, jobs, cronjobs, horizontalpodautoscalers, networkpolicies, persistentvolumeclaims]
+  # One rule per API group: RBAC grants every group × resource pair of a rule.
+  - apiGroups: [""]
+    resources: [services, configmaps, pods, persistentvolumeclaims]
+    verbs: [get, patch, create]
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets, daemonsets]
+    verbs: [get, patch, create]
+  - apiGroups: [batch]
+    resources: [jobs, cronjobs]
+    verbs: [get, patch, create]
+  - apiGroups: [autoscaling]
+    resources: [horizontalpodautoscalers]
+    verbs: [get, patch, create]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
     verbs: [get, patch, create]
   {{- end }}
 {{- end }}
