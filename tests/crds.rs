@@ -38,6 +38,7 @@ fn identity_policy_builds_the_stamped_form() {
             username: "U".into(),
             uid: Some("I".into()),
             groups: vec!["G1".into(), "G2".into()],
+            ..Default::default()
         });
     assert_eq!(
         stamped,

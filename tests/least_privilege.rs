@@ -302,3 +302,135 @@ async fn a_pod_printing_huge_lines_cannot_grow_the_operators_memory() {
     );
     assert!(peak < 128 * 1024, "operator peak RSS {} MiB", peak / 1024);
 }
+
+/// A client that is admin impersonating `user` with `extra` attributes (like a scoped token).
+async fn as_user_with_extra(user: &str, extra: &[(&str, &[&str])]) -> kube::Client {
+    let mut cfg = config("admin").await;
+    cfg.auth_info.impersonate = Some(user.into());
+    cfg.auth_info.impersonate_uid = Some(format!("uid-{user}"));
+    cfg.auth_info.impersonate_groups = Some(vec!["kubilitics:requesters".into()]);
+    cfg.auth_info.impersonate_user_extra = Some(
+        extra
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect(),
+    );
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// Extra attributes (token scopes narrow what a token may do; a dropped scope would widen the
+/// requester in every later SubjectAccessReview) are recorded at admission exactly, cannot be
+/// forged, dropped, padded or changed later, and reach the operator's SubjectAccessReviews.
+#[tokio::test]
+async fn the_requesters_extra_attributes_are_recorded_exactly_and_cannot_be_forged() {
+    use kube::Api;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use kubilitics_ai::api::{AIRequest, Requester};
+    use kubilitics_ai::safety::authz::{
+        REQUESTER_ANNOTATION, REQUESTER_EXTRA_ANNOTATION, identity_annotation, identity_from,
+    };
+
+    // Without a webhook: the identity policy shipped with the CRDs alone.
+    let ns = TestNs::new("extra").await;
+    bind(&ns.name, "alice", "kubilitics-ai-requester");
+    let scoped = as_user_with_extra("alice", &[("scopes", &["read", "list"])]).await;
+    let me = identity_annotation(&Requester {
+        username: "alice".into(),
+        uid: Some("uid-alice".into()),
+        groups: vec![
+            "kubilitics:requesters".into(),
+            "system:authenticated".into(),
+        ],
+        ..Default::default()
+    });
+    let with = |name: &str, extra: Option<&str>| {
+        let mut r = request(name, "how are my pods?");
+        let mut ann =
+            std::collections::BTreeMap::from([(REQUESTER_ANNOTATION.to_string(), me.clone())]);
+        if let Some(e) = extra {
+            ann.insert(REQUESTER_EXTRA_ANNOTATION.to_string(), e.to_string());
+        }
+        r.metadata.annotations = Some(ann);
+        r
+    };
+    let api = Api::<AIRequest>::namespaced(scoped.clone(), &ns.name);
+    let pp = PostParams::default();
+    // The API server loads policies from a watch: wait until this one is in force.
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_for(
+        "identity policy with the extra rule in force",
+        std::time::Duration::from_secs(30),
+        || async { api.create(&dry, &with("probe", None)).await.is_err() },
+    )
+    .await;
+    for (name, extra) in [
+        ("dropped", None),
+        ("one-missing", Some("scopes=read")),
+        ("padded", Some("scopes=read\nscopes=list\nscopes=admin")),
+        ("other-key", Some("scopes=read\nscopes=list\nteam=root")),
+    ] {
+        let err = api.create(&pp, &with(name, extra)).await.unwrap_err();
+        assert!(err.to_string().contains("requester-extra"), "{name}: {err}");
+    }
+    // The exact set (any order) is what admission would write.
+    api.create(&pp, &with("exact", Some("scopes=list\nscopes=read")))
+        .await
+        .unwrap();
+    // Never changed afterwards, not even by the requester.
+    let err = api
+        .patch(
+            "exact",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {REQUESTER_EXTRA_ANNOTATION: "scopes=read"}}}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("requester-extra"), "{err}");
+    // Someone without extra attributes cannot claim any.
+    bind(&ns.name, "mallory", "kubilitics-ai-requester");
+    let mallory_me = identity_annotation(&Requester {
+        username: "mallory".into(),
+        uid: Some("mallory".into()),
+        groups: vec!["system:authenticated".into()],
+        ..Default::default()
+    });
+    let mut forged = request("forged", "how are my pods?");
+    forged.metadata.annotations = Some(std::collections::BTreeMap::from([
+        (REQUESTER_ANNOTATION.to_string(), mallory_me),
+        (
+            REQUESTER_EXTRA_ANNOTATION.to_string(),
+            "scopes=cluster-admin".to_string(),
+        ),
+    ]));
+    let err = create_as("mallory", &ns.name, &forged).await.unwrap_err();
+    assert!(err.to_string().contains("requester"), "{err}");
+
+    // With the webhook: it stamps the extra attributes, and the operator reads them back into
+    // the identity its SubjectAccessReviews are made for.
+    let hooked = TestNs::new("extra-hook").await;
+    let _g = guarded(&hooked.name).await;
+    bind(&hooked.name, "alice", "kubilitics-ai-requester");
+    let created = Api::<AIRequest>::namespaced(scoped, &hooked.name)
+        .create(&pp, &request("stamped", "how are my pods?"))
+        .await
+        .unwrap();
+    let ann = created.metadata.annotations.as_ref();
+    assert_eq!(
+        ann.and_then(|a| a.get(REQUESTER_EXTRA_ANNOTATION))
+            .map(String::as_str),
+        Some("scopes=read\nscopes=list")
+    );
+    let who = identity_from(ann, REQUESTER_ANNOTATION).unwrap();
+    assert_eq!(who.extra["scopes"], vec!["read", "list"]);
+    let sar = kubilitics_ai::access::review(
+        &who,
+        &kubilitics_ai::access::Permission::ns("list", "", "pods", &hooked.name),
+    );
+    assert_eq!(sar.spec.extra.unwrap()["scopes"], vec!["read", "list"]);
+    assert_eq!(sar.spec.uid.as_deref(), Some("uid-alice"));
+}

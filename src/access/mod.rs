@@ -16,6 +16,9 @@ use crate::k8s::ToolError;
 
 /// Annotation the webhook sets on AIRequest creation: JSON of [`Requester`].
 pub const REQUESTER_ANNOTATION: &str = "ai.kubilitics.io/requester";
+/// Annotation the webhook sets on AIRequest creation when the requester's authenticator gave
+/// extra attributes (e.g. token scopes): `key=value` lines, see [`extra_annotation`].
+pub const REQUESTER_EXTRA_ANNOTATION: &str = "ai.kubilitics.io/requester-extra";
 /// Annotation the webhook sets when an approval is written: JSON of [`Requester`].
 pub const APPROVED_BY_ANNOTATION: &str = "ai.kubilitics.io/approved-by";
 
@@ -34,6 +37,41 @@ pub fn identity_from(
             r
         })
         .filter(|r| !r.username.is_empty())
+        .map(|mut r| {
+            if key == REQUESTER_ANNOTATION {
+                r.extra = extra_from(annotations);
+            }
+            r
+        })
+}
+
+/// The requester's extra attributes as the annotation [`REQUESTER_EXTRA_ANNOTATION`] holds
+/// them: one `key=value` line per value, keys sorted, values in order (`None` without extra).
+/// The shipped identity policy checks that the lines are exactly `request.userInfo.extra`.
+pub fn extra_annotation(user: &Requester) -> Option<String> {
+    let lines: Vec<String> = user
+        .extra
+        .iter()
+        .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}")))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The extra attributes recorded in [`REQUESTER_EXTRA_ANNOTATION`].
+pub fn extra_from(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let lines = annotations
+        .and_then(|a| a.get(REQUESTER_EXTRA_ANNOTATION))
+        .map(String::as_str)
+        .unwrap_or("");
+    for line in lines.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            out.entry(k.to_string()).or_default().push(v.to_string());
+        }
+    }
+    out
 }
 
 /// The identity annotation's value, byte for byte what the shipped
@@ -103,7 +141,12 @@ pub fn impersonating(own: &kube::Config, who: &Requester) -> Result<Client, kube
             .cloned()
             .collect(),
     );
-    cfg.auth_info.impersonate_user_extra = None;
+    cfg.auth_info.impersonate_user_extra = (!who.extra.is_empty()).then(|| {
+        who.extra
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
     crate::telemetry::counted_client(cfg)
 }
 
@@ -170,6 +213,31 @@ impl Permission {
     }
 }
 
+/// The SubjectAccessReview of one permission for `user`: name, uid, groups and extra, and the
+/// exact verb, resource, namespace and object name.
+pub fn review(user: &Requester, p: &Permission) -> SubjectAccessReview {
+    SubjectAccessReview {
+        metadata: Default::default(),
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.username.clone()),
+            uid: user.uid.clone(),
+            groups: Some(user.groups.clone()),
+            extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(p.verb.into()),
+                group: Some(p.group.into()),
+                resource: Some(p.resource.into()),
+                subresource: p.subresource.map(String::from),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
 /// Checks permissions of one user with SubjectAccessReviews.
 #[derive(Clone)]
 pub struct Authorizer {
@@ -185,25 +253,7 @@ impl Authorizer {
     /// Ok when every permission is allowed; otherwise `Forbidden` naming the first missing one.
     pub async fn check(&self, perms: &[Permission]) -> Result<(), ToolError> {
         for p in perms {
-            let sar = SubjectAccessReview {
-                metadata: Default::default(),
-                spec: SubjectAccessReviewSpec {
-                    user: Some(self.user.username.clone()),
-                    uid: self.user.uid.clone(),
-                    groups: Some(self.user.groups.clone()),
-                    resource_attributes: Some(ResourceAttributes {
-                        verb: Some(p.verb.into()),
-                        group: Some(p.group.into()),
-                        resource: Some(p.resource.into()),
-                        subresource: p.subresource.map(String::from),
-                        namespace: p.namespace.clone(),
-                        name: p.name.clone(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                status: None,
-            };
+            let sar = review(&self.user, p);
             let res = Api::<SubjectAccessReview>::all(self.client.clone())
                 .create(&PostParams::default(), &sar)
                 .await
@@ -224,11 +274,52 @@ impl Authorizer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn extra_attributes_round_trip_through_the_annotation_and_reach_the_review() {
+        let mut alice = who("alice", Some("u-1"));
+        alice
+            .extra
+            .insert("scopes".into(), vec!["read".into(), "list".into()]);
+        alice
+            .extra
+            .insert("a.io/team".into(), vec!["pay=ments".into()]);
+        let line = extra_annotation(&alice).unwrap();
+        assert_eq!(line, "a.io/team=pay=ments\nscopes=read\nscopes=list");
+        let ann = std::collections::BTreeMap::from([
+            (
+                REQUESTER_ANNOTATION.to_string(),
+                identity_annotation(&alice),
+            ),
+            (REQUESTER_EXTRA_ANNOTATION.to_string(), line),
+        ]);
+        let back = identity_from(Some(&ann), REQUESTER_ANNOTATION).unwrap();
+        assert_eq!(back.extra, alice.extra);
+        // Only the requester's identity carries them; an approver's never does.
+        assert!(identity_from(Some(&ann), REQUESTER_ANNOTATION).is_some());
+        assert_eq!(extra_annotation(&who("bob", None)), None);
+        let sar = review(
+            &alice,
+            &Permission::ns("patch", "apps", "deployments", "shop"),
+        );
+        assert_eq!(
+            sar.spec.extra.as_ref().unwrap()["scopes"],
+            vec!["read", "list"]
+        );
+        assert_eq!(sar.spec.uid.as_deref(), Some("u-1"));
+        assert_eq!(sar.spec.user.as_deref(), Some("alice"));
+        let sar = review(
+            &who("bob", None),
+            &Permission::ns("get", "", "pods", "shop"),
+        );
+        assert_eq!(sar.spec.extra, None);
+    }
+
     fn who(name: &str, uid: Option<&str>) -> Requester {
         Requester {
             username: name.into(),
             uid: uid.map(String::from),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         }
     }
 
@@ -290,6 +381,7 @@ mod tests {
             username: "alice".into(),
             uid: Some("u".into()),
             groups: vec!["g".into()],
+            ..Default::default()
         };
         let mut a = std::collections::BTreeMap::new();
         a.insert(

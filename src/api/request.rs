@@ -187,6 +187,10 @@ pub struct Requester {
     pub uid: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Extra attributes of the user from the authenticator (e.g. token scopes), sent with
+    /// every SubjectAccessReview for this user.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl AIRequest {

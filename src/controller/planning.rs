@@ -739,6 +739,7 @@ mod tests {
                 username: name.into(),
                 uid: uid.map(String::from),
                 groups: vec![],
+                ..Default::default()
             };
             r.metadata.annotations = Some(
                 [(

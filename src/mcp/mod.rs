@@ -110,6 +110,8 @@ pub struct Caller {
     pub username: String,
     pub uid: Option<String>,
     pub groups: Vec<String>,
+    /// Extra attributes from the TokenReview (e.g. token scopes), impersonated too.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Settings of the streamable-HTTP transport.
@@ -187,10 +189,14 @@ impl McpServer {
                     .ok_or_else(|| {
                         McpError::invalid_request("the caller was not authenticated", None)
                     })?;
-                let mut cfg = (**own).clone();
-                cfg.auth_info.impersonate = Some(caller.username.clone());
-                cfg.auth_info.impersonate_groups = Some(caller.groups.clone());
-                Client::try_from(cfg).map_err(|e| McpError::internal_error(e.to_string(), None))
+                let who = crate::api::Requester {
+                    username: caller.username.clone(),
+                    uid: caller.uid.clone(),
+                    groups: caller.groups.clone(),
+                    extra: caller.extra.clone(),
+                };
+                crate::access::impersonating(own, &who)
+                    .map_err(|e| McpError::internal_error(e.to_string(), None))
             }
         }
     }
@@ -594,6 +600,7 @@ impl Gate {
             username: user.username.unwrap_or_default(),
             uid: user.uid.filter(|u| !u.is_empty()),
             groups: user.groups.unwrap_or_default(),
+            extra: user.extra.unwrap_or_default().into_iter().collect(),
         };
         let mut reviews = self.reviews.lock().expect("reviews");
         reviews.retain(|_, (_, at)| at.elapsed() < REVIEW_TTL);

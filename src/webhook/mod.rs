@@ -47,8 +47,8 @@ use serde_json::{Value, json};
 
 use crate::api::{AIPlan, AIRequest, MANAGER, Requester};
 use crate::safety::authz::{
-    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, approve_permission,
-    identity_annotation, identity_from, separation_of_duties,
+    APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, REQUESTER_EXTRA_ANNOTATION,
+    approve_permission, extra_annotation, identity_annotation, identity_from, separation_of_duties,
 };
 use crate::tools::Mutation;
 
@@ -398,6 +398,13 @@ fn identity(req: &AdmissionRequest<DynamicObject>) -> Requester {
         username: req.user_info.username.clone().unwrap_or_default(),
         uid: req.user_info.uid.clone().filter(|u| !u.is_empty()),
         groups: req.user_info.groups.clone().unwrap_or_default(),
+        extra: req
+            .user_info
+            .extra
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -411,6 +418,15 @@ fn plain(user: &Requester) -> Result<(), String> {
         if f.contains(['"', '\\']) {
             return Err(format!(
                 "kubilitics-ai: the identity {:?} contains a quote or backslash and cannot be recorded",
+                user.username
+            ));
+        }
+    }
+    // Extra attributes are recorded one `key=value` per line.
+    for (k, vs) in &user.extra {
+        if k.contains(['=', '\n']) || vs.iter().any(|v| v.contains('\n')) {
+            return Err(format!(
+                "kubilitics-ai: the identity {:?} has an extra attribute with '=' in its key or a line break, which cannot be recorded",
                 user.username
             ));
         }
@@ -554,12 +570,14 @@ async fn admit_request(
                 obj,
                 &[
                     (REQUESTER_ANNOTATION, Some(me.clone())),
+                    (REQUESTER_EXTRA_ANNOTATION, extra_annotation(&user)),
                     (APPROVED_BY_ANNOTATION, approving.then_some(me)),
                 ],
             ))
         }
         Operation::Update => {
             let stored = old_ann.get(REQUESTER_ANNOTATION).cloned();
+            let stored_extra = old_ann.get(REQUESTER_EXTRA_ANNOTATION).cloned();
             let owner = identity_from(Some(&old_ann), REQUESTER_ANNOTATION);
             let changed: Vec<&str> = INPUTS
                 .iter()
@@ -614,6 +632,7 @@ async fn admit_request(
                 obj,
                 &[
                     (REQUESTER_ANNOTATION, stored),
+                    (REQUESTER_EXTRA_ANNOTATION, stored_extra),
                     (APPROVED_BY_ANNOTATION, approver),
                 ],
             ))
