@@ -28,10 +28,12 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use kubilitics_ai::agent::{builtin, prompt::first_messages, schema::tool_specs};
+use kubilitics_ai::agent::{
+    builtin, plan_complete, prompt::first_messages, same_step, schema::tool_specs,
+};
 use kubilitics_ai::api::{Mode, ToolCall};
 use kubilitics_ai::tools::{
-    ToolError, Workload, WorkloadKind, WorkloadLookup, describe_resolution,
+    Mutation, ToolError, Workload, WorkloadKind, WorkloadLookup, describe_resolution,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -517,6 +519,11 @@ async fn llm_case(url: &str, model: &str, case: &Case) -> anyhow::Result<Got> {
             break;
         }
         messages.push(msg.clone());
+        let only_changes = calls.iter().all(|c| {
+            c.pointer("/function/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| MUTATING.contains(&n))
+        });
         for call in calls {
             let name = call
                 .pointer("/function/name")
@@ -537,8 +544,22 @@ async fn llm_case(url: &str, model: &str, case: &Case) -> anyhow::Result<Got> {
                 let (found, _) = lookup.workloads(&ns, &want).await;
                 describe_resolution(&ns, &want, &found.unwrap_or_default())
             } else if MUTATING.contains(&name.as_str()) {
-                got.changes.push((name.clone(), args));
-                "Added to the plan; a human must approve it.".to_string()
+                // The operator's agent keeps one step per change (a repeated call is the same
+                // step), and so does this loop.
+                let step = |n: &str, a: &Value| {
+                    let mut v = a.clone();
+                    v["tool"] = json!(n);
+                    serde_json::from_value::<Mutation>(v).ok()
+                };
+                let new = step(&name, &args);
+                let repeated = got.changes.iter().any(|(n, a)| match (&new, step(n, a)) {
+                    (Some(x), Some(y)) => same_step(x, &y),
+                    _ => n == &name && a == &args,
+                });
+                if !repeated {
+                    got.changes.push((name.clone(), args));
+                }
+                "Recorded as a step of a plan. Nothing has changed yet: a human must approve the plan by its exact id. Do not repeat this call.".to_string()
             } else {
                 got.reads.push((name.clone(), args));
                 "(no data in the accuracy run)".to_string()
@@ -548,6 +569,11 @@ async fn llm_case(url: &str, model: &str, case: &Case) -> anyhow::Result<Got> {
                 "tool_call_id": call["id"].as_str().unwrap_or("call"),
                 "content": result,
             }));
+        }
+        // Like the operator's agent (`--llm-finish-after-plan`): done once every change the
+        // prompt asks for is proposed.
+        if only_changes && plan_complete(&case.prompt, Mode::Plan, got.changes.len()) {
+            break;
         }
     }
     Ok(got)

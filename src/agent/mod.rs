@@ -11,7 +11,7 @@ pub mod provider;
 pub mod schema;
 
 pub use builtin::BuiltinPlanner;
-pub use openai::{Flavor, LlmConfig, OpenAiPlanner};
+pub use openai::{Flavor, LlmConfig, OpenAiPlanner, plan_complete, same_step};
 
 use std::sync::Arc;
 

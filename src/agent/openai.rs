@@ -257,16 +257,10 @@ impl OpenAiPlanner {
                 .as_str()
                 .is_some_and(|c| c.starts_with(RECORDED))
         });
-        let wanted = super::intent::parse(&input.prompt)
-            .iter()
-            .filter(|i| i.action.is_mutation())
-            .count();
-        input.mode == Mode::Plan
-            && !calls.is_empty()
+        !calls.is_empty()
             && calls.iter().all(mutating)
             && recorded
-            && wanted > 0
-            && st.mutations.len() >= wanted
+            && plan_complete(&input.prompt, input.mode, st.mutations.len())
     }
 
     /// Estimated tokens of what every request sends: the system prompt and
@@ -366,6 +360,40 @@ impl OpenAiPlanner {
             }
         }
         (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+}
+
+/// Whether a request's plan is complete once the model has proposed `proposed` distinct steps
+/// in a round of only plan-only calls: the prompt asks for changes (as the builtin parser reads
+/// it) and there are at least as many steps as changes asked for. The agent then stops instead
+/// of asking the model again (which, for small models, repeats the same step).
+pub fn plan_complete(prompt: &str, mode: Mode, proposed: usize) -> bool {
+    let wanted = super::intent::parse(prompt)
+        .iter()
+        .filter(|i| i.action.is_mutation())
+        .count();
+    mode == Mode::Plan && wanted > 0 && proposed >= wanted
+}
+
+/// Whether two proposed steps are the same change: equal, or two rollout restarts of the same
+/// workload (each call gets its own `restarted_at`; a plan never restarts a workload twice).
+pub fn same_step(a: &Mutation, b: &Mutation) -> bool {
+    match (a, b) {
+        (
+            Mutation::RolloutRestart {
+                namespace: n1,
+                name: m1,
+                kind: k1,
+                ..
+            },
+            Mutation::RolloutRestart {
+                namespace: n2,
+                name: m2,
+                kind: k2,
+                ..
+            },
+        ) => n1 == n2 && m1 == m2 && k1 == k2,
+        _ => a == b,
     }
 }
 
@@ -735,7 +763,7 @@ impl OpenAiPlanner {
                         ));
                     }
                 };
-                if !out.mutations.contains(&m) {
+                if !out.mutations.iter().any(|p| same_step(p, &m)) {
                     out.mutations.push(m);
                 }
                 Ok(format!(
@@ -750,6 +778,36 @@ impl OpenAiPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_step_is_one_step_and_a_plan_is_complete_when_every_change_is_proposed() {
+        let restart = |at: &str, name: &str| Mutation::RolloutRestart {
+            namespace: "shop".into(),
+            name: name.into(),
+            kind: Default::default(),
+            restarted_at: Some(at.into()),
+        };
+        assert!(same_step(&restart("t1", "api"), &restart("t2", "api")));
+        assert!(!same_step(&restart("t1", "api"), &restart("t1", "web")));
+        let scale = |n: i32| Mutation::ScaleDeployment {
+            namespace: "shop".into(),
+            name: "web".into(),
+            kind: Default::default(),
+            replicas: n,
+        };
+        assert!(same_step(&scale(3), &scale(3)));
+        assert!(!same_step(&scale(3), &scale(4)));
+        assert!(!same_step(&scale(3), &restart("t", "web")));
+        let p = "scale cart to 4 and restart billing";
+        assert!(!plan_complete(p, Mode::Plan, 1));
+        assert!(plan_complete(p, Mode::Plan, 2));
+        assert!(!plan_complete(p, Mode::ReadOnly, 2));
+        assert!(!plan_complete(
+            "which pods keep crashing over there?",
+            Mode::Plan,
+            1
+        ));
+    }
 
     #[test]
     fn api_key_is_never_in_debug_output() {
