@@ -88,6 +88,8 @@ pub enum RequestPhase {
     Failed,
     Rejected,
     Expired,
+    /// A step failed its verification and the plan's approved rollbacks ran.
+    RolledBack,
 }
 
 impl RequestPhase {
@@ -95,7 +97,12 @@ impl RequestPhase {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Answered | Self::Succeeded | Self::Failed | Self::Rejected | Self::Expired
+            Self::Answered
+                | Self::Succeeded
+                | Self::Failed
+                | Self::Rejected
+                | Self::Expired
+                | Self::RolledBack
         )
     }
 }

@@ -145,6 +145,12 @@ pub fn finished(
         RequestPhase::Succeeded => "✅ Done",
         RequestPhase::Rejected => "🚫 The plan was rejected; nothing was changed",
         RequestPhase::Expired => "⌛ The plan expired before approval; nothing was changed",
+        RequestPhase::RolledBack => {
+            "↩️ Verification failed; the approved rollbacks ran and the cluster is back where it was"
+        }
+        _ if why == reason::DENIED_BY_POLICY => {
+            "⛔ The cluster's admission policies deny this change; nothing was offered for approval"
+        }
         _ if why == reason::DRIFTED => "⚠️ Stopped: the cluster changed since the plan was made",
         _ => "❌ The plan failed",
     };

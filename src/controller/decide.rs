@@ -216,6 +216,9 @@ impl Finish {
                 Self::new(PlanPhase::Failed, reason::DRIFTED, msg)
             }
             execute::ExecOutcome::Failed(msg) => Self::new(PlanPhase::Failed, reason::FAILED, msg),
+            execute::ExecOutcome::RolledBack(msg) => {
+                Self::new(PlanPhase::RolledBack, reason::ROLLED_BACK, msg)
+            }
         }
     }
 }
@@ -404,6 +407,7 @@ pub fn final_request(
         Some(PlanPhase::Succeeded) => RequestPhase::Succeeded,
         Some(PlanPhase::Rejected) => RequestPhase::Rejected,
         Some(PlanPhase::Expired) => RequestPhase::Expired,
+        Some(PlanPhase::RolledBack) => RequestPhase::RolledBack,
         Some(PlanPhase::Superseded) => return None,
         _ => RequestPhase::Failed,
     };

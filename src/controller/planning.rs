@@ -397,6 +397,8 @@ enum Done {
     Blocked(String),
     /// A step could not be prepared (dry run refused).
     NotPlanned(String),
+    /// The cluster's admission policies deny a step's dry run: never offered for approval.
+    DeniedByPolicy(String),
 }
 
 /// Prepared steps, their overall risk, and the guardrails' warnings.
@@ -435,7 +437,7 @@ async fn draft(
     }
     let steps = match prepare(ctx, &outcome.mutations, &verdict.risks).await? {
         Ok(steps) => steps,
-        Err(msg) => return Ok(Drafted::Done(Done::NotPlanned(msg))),
+        Err(done) => return Ok(Drafted::Done(done)),
     };
     Ok(Drafted::Plan(PlanDraft {
         steps,
@@ -450,7 +452,7 @@ async fn prepare(
     ctx: &Context,
     mutations: &[Mutation],
     risks: &[Risk],
-) -> Result<Result<Vec<PlanStep>, String>, Error> {
+) -> Result<Result<Vec<PlanStep>, Done>, Error> {
     let mut steps = vec![];
     for (m, risk) in mutations.iter().zip(risks) {
         match m.prepare(&ctx.client).await {
@@ -459,7 +461,21 @@ async fn prepare(
                 steps.push(s);
             }
             Err(e) if e.is_transient() => return Err(e.into()),
-            Err(e) => return Ok(Err(format!("could not plan `{}`: {e}", m.tool_name()))),
+            Err(crate::tools::ToolError::DeniedByPolicy(msg)) => {
+                return Ok(Err(Done::DeniedByPolicy(format!(
+                    "step `{}` on {} {}/{} is denied by the cluster's admission policies: \"{msg}\"",
+                    m.tool_name(),
+                    m.operation().1,
+                    m.namespace(),
+                    m.name()
+                ))));
+            }
+            Err(e) => {
+                return Ok(Err(Done::NotPlanned(format!(
+                    "could not plan `{}`: {e}",
+                    m.tool_name()
+                ))));
+            }
         }
     }
     Ok(Ok(steps))
@@ -523,6 +539,15 @@ impl Planned<'_> {
                 let answer = answer::not_planned(text, &msg);
                 let note = Note::warning(req_ref, reason::FAILED, "Plan", msg);
                 (RequestPhase::Failed, reason::FAILED, answer, note, "failed")
+            }
+            Done::DeniedByPolicy(msg) => {
+                let answer = format!(
+                    "{}\n\n⛔ {msg}. No plan was offered for approval.",
+                    text.trim_end()
+                );
+                let note = Note::warning(req_ref, reason::DENIED_BY_POLICY, "Plan", msg);
+                let denied = RequestPhase::Failed;
+                (denied, reason::DENIED_BY_POLICY, answer, note, "denied")
             }
         };
         Update {
