@@ -222,11 +222,14 @@ pub fn replicas(live: &Value, kind: &str, rollout: bool) -> Verdict {
                     "{updated} of {want} replicas updated to the new pod template"
                 ));
             }
-            if total > want.max(updated) || (rollout && total > updated) {
+            if rollout && total > updated {
                 return Verdict::Waiting(format!(
                     "{} old replica(s) pending termination",
-                    total - updated.min(want)
+                    total - updated
                 ));
+            }
+            if total != want {
+                return Verdict::Waiting(format!("{total} replicas, {want} wanted"));
             }
             if available < want {
                 return Verdict::Waiting(format!("{available} of {want} replicas available"));

@@ -252,8 +252,7 @@ pub fn tests_hold(live: &Value, ops: &[Value]) -> Result<(), String> {
             return Err(format!(
                 "{} is now {}, the step wrote {}",
                 if path.is_empty() { "/" } else { path },
-                now.map(|v| truncate_json(v))
-                    .unwrap_or_else(|| "absent".into()),
+                now.map(truncate_json).unwrap_or_else(|| "absent".into()),
                 truncate_json(&op["value"])
             ));
         }
