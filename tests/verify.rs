@@ -121,15 +121,6 @@ async fn a_healthy_change_succeeds_only_after_its_rollout_completed() {
     rolled_out(n, "web").await;
     let _op = start_operator_with_planner(n, Arc::new(Scripted)).await;
     let plan = plan_and_approve(n, "ok", &[set_image(n, "web", "nginx:1.28")]).await;
-    let step = &plan.status.as_ref().unwrap().steps[0];
-    assert_eq!(
-        step.verification.as_ref().map(|v| v.kind),
-        Some(VerificationKind::RolloutComplete)
-    );
-    assert_eq!(
-        step.rollback_action.as_ref().map(|r| r.action),
-        Some(RollbackKind::RestoreBefore)
-    );
     wait_phase_within(n, "ok", &["Succeeded"], Duration::from_secs(60)).await;
     // Read right when the request says Succeeded: the rollout must be complete
     // already (an operator that finished right after the patch fails here).
@@ -145,6 +136,15 @@ async fn a_healthy_change_succeeds_only_after_its_rollout_completed() {
         .status
         .unwrap();
     assert_eq!(ps.steps[0].state, StepState::Succeeded);
+    let step = &plan.status.as_ref().unwrap().steps[0];
+    assert_eq!(
+        step.verification.as_ref().map(|v| v.kind),
+        Some(VerificationKind::RolloutComplete)
+    );
+    assert_eq!(
+        step.rollback_action.as_ref().map(|r| r.action),
+        Some(RollbackKind::RestoreBefore)
+    );
     assert!(
         ps.steps[0]
             .message
