@@ -184,13 +184,16 @@ async fn a_failed_verification_rolls_back_every_applied_step_in_reverse() {
     .await;
     let pname = plan.metadata.name.clone().unwrap();
     let r = wait_phase_within(n, "bad", &["RolledBack"], Duration::from_secs(90)).await;
-    let rs = r.status.unwrap();
+    let rs = r.status.clone().unwrap();
     // kstatus / Flux: not Ready, Stalled (a person must look); the answer says what happened.
     let ready = cond(&rs.conditions, "Ready").unwrap();
     assert_eq!(ready.status, "False");
     assert_eq!(ready.reason, "RolledBack");
     assert_eq!(cond(&rs.conditions, "Stalled").unwrap().status, "True");
     assert!(rs.answer.unwrap().contains("ImagePullBackOff"));
+    // Argo CD (the shipped Lua health check): Degraded, for the request and its plan.
+    assert_eq!(argo_health(&r).0, "Degraded");
+    assert_eq!(argo_health(&get_plan(n, &pname).await).0, "Degraded");
     // The cluster is back where it was: replicas and pod template.
     let d = get_deploy(n, "web").await;
     assert_eq!(image_of(&d), image_of(&before));

@@ -49,4 +49,13 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: ["", apps, batch, autoscaling, networking.k8s.io]
     resources: [deployments, statefulsets, daemonsets, services, configmaps, pods, jobs, cronjobs, horizontalpodautoscalers, networkpolicies, persistentvolumeclaims]
     verbs: [get, patch, create]
+  # Verification reads the new ReplicaSet of a Deployment rollout (its pods are the evidence).
+  - apiGroups: [apps]
+    resources: [replicasets]
+    verbs: [get, list]
+  # Rollback of a created object (an approved plan's step whose verification failed): delete it
+  # again, with uid and resourceVersion preconditions.
+  - apiGroups: ["", apps, batch, autoscaling, networking.k8s.io]
+    resources: [deployments, statefulsets, daemonsets, services, configmaps, jobs, cronjobs, horizontalpodautoscalers, networkpolicies, persistentvolumeclaims]
+    verbs: [delete]
 {{- end }}
