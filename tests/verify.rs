@@ -540,3 +540,70 @@ async fn admission_policies_deny_before_approval_and_their_warnings_are_shown() 
         assert!(text.contains(want), "`{want}` missing in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn rollback_never_is_shown_hashed_and_honoured() {
+    use kubilitics_ai::api::{AIRequest, AIRequestSpec, RollbackPolicy};
+    let ns = TestNs::new("verify-never").await;
+    let n = ns.name.as_str();
+    deployment(n, "web", 1).await;
+    rolled_out(n, "web").await;
+    let _op = start_operator_with_planner(n, Arc::new(Scripted)).await;
+    let req = AIRequest::new(
+        "never",
+        AIRequestSpec {
+            prompt: Value::from(vec![set_image(n, "web", "verify-fail.invalid/nginx:7")])
+                .to_string(),
+            rollback: Some(RollbackPolicy::Never),
+            ..Default::default()
+        },
+    );
+    Api::<AIRequest>::namespaced(client("admin").await, n)
+        .create(&Default::default(), &req)
+        .await
+        .unwrap();
+    let s = wait_phase(n, "never", "AwaitingApproval")
+        .await
+        .status
+        .unwrap();
+    let plan = s.plan_ref.clone().unwrap();
+    let ps = get_plan(n, &plan).await.status.unwrap();
+    let rb = ps.steps[0].rollback_action.clone().unwrap();
+    assert_eq!(rb.action, RollbackKind::Never);
+    assert!(
+        s.answer
+            .unwrap()
+            .contains("automatic rollback if verification fails: Never")
+    );
+    approve("admin", n, &plan, s.plan_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    let r = wait_phase_within(
+        n,
+        "never",
+        &["Failed", "RolledBack"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        format!("{:?}", r.status.as_ref().unwrap().phase.unwrap()),
+        "Failed"
+    );
+    // Not undone, as approved; and said so.
+    assert_eq!(
+        image_of(&get_deploy(n, "web").await),
+        "verify-fail.invalid/nginx:7"
+    );
+    let ps = get_plan(n, &plan).await.status.unwrap();
+    assert!(
+        ps.steps[0]
+            .rollback_message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("not rolled back: never"),
+        "{:?}",
+        ps.steps[0].rollback_message
+    );
+    assert_eq!(events(n, &plan, "RollbackSkipped").await.len(), 1);
+    assert_eq!(events(n, &plan, "StepRolledBack").await.len(), 0);
+}

@@ -572,6 +572,10 @@ async fn propose(
     let ns = req.namespace().unwrap_or_default();
     let name = req.name_any();
     let plan_name = next_plan_name(&name, planned.previous.plan_ref.as_deref());
+    let mut d = d;
+    if req.spec.rollback == Some(crate::api::RollbackPolicy::Never) {
+        never_roll_back(&mut d.steps);
+    }
     let created = create_plan(ctx, req, &plan_name).await?;
     let target_ns = req.target_namespace();
     // The id binds this plan object's uid: an approval approves exactly this plan, once.
@@ -671,6 +675,17 @@ async fn propose(
         then,
         ..Default::default()
     })
+}
+
+/// `spec.rollback: Never`: no step is rolled back automatically, and the plan says so.
+fn never_roll_back(steps: &mut [PlanStep]) {
+    for s in steps {
+        s.rollback_action = Some(crate::api::RollbackAction {
+            action: crate::api::RollbackKind::Never,
+            patch: vec![],
+            reason: Some("the request says spec.rollback: Never".into()),
+        });
+    }
 }
 
 /// Creates the request's next plan object (empty spec, owned by the request);

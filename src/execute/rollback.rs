@@ -120,7 +120,11 @@ pub async fn run(
             never.join(", ")
         ));
     }
-    if conflicts.is_empty() {
+    if done.is_empty() && conflicts.is_empty() {
+        // Nothing was undone, as approved: the change stays, and failed.
+        msg.push_str("; nothing was rolled back");
+        Ok((status, ExecOutcome::Failed(msg)))
+    } else if conflicts.is_empty() {
         Ok((status, ExecOutcome::RolledBack(msg)))
     } else {
         msg.push_str(&format!(

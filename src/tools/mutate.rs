@@ -729,14 +729,15 @@ impl Mutation {
                     ))
                 }
             }
-            Mutation::ApplyManifest { .. } => match live {
+            Mutation::ApplyManifest { manifest, .. } => match live {
                 None => Check::NotApplied,
                 Some(l) => {
+                    // The fields the manifest sets, not the dry run's server-allocated
+                    // ones (a Service's clusterIP differs between the dry run and the create).
                     let flat = flat_fields(l);
-                    let ours = step.before["after"].as_object().is_some_and(|m| {
-                        m.iter()
-                            .all(|(k, v)| flat.get(k).map(String::as_str) == v.as_str())
-                    });
+                    let ours = flat_fields(manifest)
+                        .iter()
+                        .all(|(k, v)| flat.get(k) == Some(v));
                     if ours {
                         Check::Applied
                     } else {
@@ -1199,6 +1200,30 @@ mod tests {
             m.check(&step, Some(&live(Some(false)))),
             Check::Drifted(_)
         ));
+    }
+
+    #[test]
+    fn a_created_object_is_ours_by_the_fields_its_manifest_sets() {
+        let m = Mutation::ApplyManifest {
+            namespace: "a".into(),
+            manifest: json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        };
+        let step = PlanStep {
+            before: json!({"exists": false, "after": {"spec.clusterIP": "\"10.0.0.1\""}}),
+            ..Default::default()
+        };
+        // The real create allocated another clusterIP than the dry run: still ours.
+        let live = |app: &str| {
+            json!({"metadata": {"uid": "u"}, "spec": {"clusterIP": "10.0.0.9",
+            "selector": {"app": app}, "ports": [{"port": 80, "protocol": "TCP"}]}})
+        };
+        assert_eq!(m.check(&step, Some(&live("web"))), Check::Applied);
+        assert!(matches!(
+            m.check(&step, Some(&live("other"))),
+            Check::Drifted(_)
+        ));
+        assert_eq!(m.check(&step, None), Check::NotApplied);
     }
 
     #[test]

@@ -522,10 +522,15 @@ fn digest_ignores_approval_but_not_inputs() {
     let explicit = AIRequestSpec {
         target_namespace: Some("shop".into()),
         mode: Some(Mode::Plan),
+        rollback: Some(crate::api::RollbackPolicy::Auto),
         ..spec.clone()
     };
     assert_eq!(d, input_digest(&explicit, "shop"));
     for changed in [
+        AIRequestSpec {
+            rollback: Some(crate::api::RollbackPolicy::Never),
+            ..spec.clone()
+        },
         AIRequestSpec {
             prompt: "scale nginx to 6".into(),
             ..spec.clone()
