@@ -1666,7 +1666,7 @@ async fn kill_9_during_verification_and_rollback() {
         ("after-rollback-running", true),
         ("after-rollback-applied", true),
     ];
-    for round in 1..rounds(1, 5) {
+    for round in 1..rounds(1, 4) {
         schedule.push(match round % 3 {
             0 => ("after-step-verifying", false),
             1 => ("after-rollback-running", true),
