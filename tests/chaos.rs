@@ -1713,6 +1713,15 @@ async fn kill_9_during_verification_and_rollback() {
         assert_eq!(events(&n, &plan, "StepStarted").await.len(), 1, "round {i}");
         if *fails {
             assert_eq!(ps.steps[0].state, StepState::RolledBack, "round {i}");
+            // The evidence survives the restart into the request's answer.
+            let answer = r
+                .status
+                .as_ref()
+                .unwrap()
+                .answer
+                .clone()
+                .unwrap_or_default();
+            assert!(answer.contains("ImagePullBackOff"), "round {i}: {answer}");
             assert_eq!(
                 events(&n, &plan, "StepRolledBack").await.len(),
                 1,

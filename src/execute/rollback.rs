@@ -41,7 +41,7 @@ pub async fn run(
         .find_map(|(i, s)| {
             s.message
                 .as_deref()
-                .filter(|m| s.state == StepState::Failed && m.starts_with("verification failed"))
+                .filter(|m| m.starts_with("verification failed"))
                 .map(|m| format!("step {} ({}): {m}", i + 1, s.tool))
         })
         .unwrap_or_else(|| "a step failed its verification".into());
