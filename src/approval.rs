@@ -99,7 +99,7 @@ pub fn resume(status: &AIPlanStatus) -> Option<Approved> {
     let approved = status.approved_at.is_some() && status.approved_by.is_some();
     let phase_ok = matches!(
         status.phase,
-        Some(PlanPhase::Approved) | Some(PlanPhase::Executing)
+        Some(PlanPhase::Approved) | Some(PlanPhase::Executing) | Some(PlanPhase::RollingBack)
     );
     (approved && phase_ok).then_some(Approved { _private: () })
 }

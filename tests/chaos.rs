@@ -43,7 +43,9 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use kubilitics_ai::agent::{LlmConfig, OpenAiPlanner};
-use kubilitics_ai::api::{AIPlan, AIRequest, AIRequestSpec, PlanPhase, RequestPhase, reason};
+use kubilitics_ai::api::{
+    AIPlan, AIRequest, AIRequestSpec, PlanPhase, RequestPhase, StepState, reason,
+};
 use serde_json::{Value, json};
 
 /// Scenarios share one control plane and some restart it: one at a time.
@@ -1606,5 +1608,144 @@ async fn two_hundred_hostile_manifests() {
         "[chaos] hostile manifests: {} sent, {rejected} rejected at admission with a message, {} admitted → {outcomes:?}; operator alive, nothing mutated",
         manifests.len(),
         accepted.len()
+    );
+}
+
+/// A Deployment for the verification rounds; `fails_after_restart` labels its pod
+/// template so that kwok keeps restarted pods in ImagePullBackOff
+/// (hack/kwok-stages/image-pull-fail.yaml): its restart fails verification.
+async fn verify_target(ns: &str, name: &str, fails_after_restart: bool) -> i64 {
+    let mut labels = serde_json::json!({"app": name});
+    if fails_after_restart {
+        labels["kubilitics.test/verify-fail-after-restart"] = "true".into();
+    }
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}
+    }))
+    .unwrap();
+    let api = Api::<Deployment>::namespaced(client("admin").await, ns);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    wait_for("target available", Duration::from_secs(60), || async {
+        api.get(name)
+            .await
+            .ok()
+            .and_then(|d| d.status)
+            .and_then(|s| s.available_replicas)
+            == Some(1)
+    })
+    .await;
+    api.get(name).await.unwrap().metadata.generation.unwrap()
+}
+
+async fn generation(ns: &str, name: &str) -> i64 {
+    Api::<Deployment>::namespaced(client("admin").await, ns)
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap()
+}
+
+/// kill -9 (an abort at a failpoint) while a step is being verified and while
+/// a failed verification's rollbacks run: the restarted operator verifies the
+/// applied step instead of restarting the rollout again, and finds an applied
+/// rollback instead of rolling back twice. Each Deployment's generation counts
+/// the writes to its pod template: restart +1, rollback +1, nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_verification_and_rollback() {
+    let _g = SERIAL.lock().await;
+    let ns = TestNs::new("chaos-verify").await;
+    let n = ns.name.clone();
+    // (failpoint, fails its verification)
+    let mut schedule = vec![
+        ("after-step-verifying", false),
+        ("after-rollback-running", true),
+        ("after-rollback-applied", true),
+    ];
+    for round in 1..rounds(1, 4) {
+        schedule.push(match round % 3 {
+            0 => ("after-step-verifying", false),
+            1 => ("after-rollback-running", true),
+            _ => ("after-rollback-applied", true),
+        });
+    }
+    let mut log = vec![];
+    for (i, (failpoint, fails)) in schedule.iter().enumerate() {
+        let target = format!("v-{i}");
+        let gen0 = verify_target(&n, &target, *fails).await;
+        let req = format!("q-{i}");
+        let admin = kubeconfig("admin");
+        let mut op =
+            operator_process_with(&n, &format!("v-{i}"), None, Some(failpoint), &admin, &[]);
+        ask("admin", &n, &req, &format!("restart deployment {target}")).await;
+        let s = wait_phase(&n, &req, "AwaitingApproval")
+            .await
+            .status
+            .unwrap();
+        let plan = s.plan_ref.unwrap();
+        approve("admin", &n, &plan, s.plan_id.as_deref().unwrap())
+            .await
+            .unwrap();
+        let status = wait_exit(&mut op, Duration::from_secs(60)).await;
+        assert!(
+            aborted(status),
+            "round {i}: the operator did not abort at {failpoint} (exit {status:?})"
+        );
+        let ps = get_plan(&n, &plan).await.status.unwrap();
+        let persisted = format!("{:?}/{:?}", ps.phase.unwrap(), ps.steps[0].state);
+        let mut op = operator_process_with(&n, &format!("v-{i}-b"), None, None, &admin, &[]);
+        let want = if *fails { "RolledBack" } else { "Succeeded" };
+        let r = wait_phase_within(&n, &req, &[want, "Failed"], Duration::from_secs(60)).await;
+        kill9(&mut op);
+        let phase = format!("{:?}", r.status.as_ref().unwrap().phase.unwrap());
+        assert_eq!(phase, want, "round {i} ({failpoint}): {:?}", r.status);
+        let writes = generation(&n, &target).await - gen0;
+        assert_eq!(
+            writes,
+            if *fails { 2 } else { 1 },
+            "round {i} ({failpoint}): pod template written {writes} times"
+        );
+        let ps = get_plan(&n, &plan).await.status.unwrap();
+        assert_eq!(events(&n, &plan, "StepStarted").await.len(), 1, "round {i}");
+        if *fails {
+            assert_eq!(ps.steps[0].state, StepState::RolledBack, "round {i}");
+            // The evidence survives the restart into the request's answer.
+            let answer = r
+                .status
+                .as_ref()
+                .unwrap()
+                .answer
+                .clone()
+                .unwrap_or_default();
+            assert!(answer.contains("ImagePullBackOff"), "round {i}: {answer}");
+            assert_eq!(
+                events(&n, &plan, "StepRolledBack").await.len(),
+                1,
+                "round {i}"
+            );
+            assert_eq!(
+                events(&n, &plan, "VerificationFailed").await.len(),
+                1,
+                "round {i}"
+            );
+        } else {
+            assert_eq!(ps.steps[0].state, StepState::Succeeded, "round {i}");
+            assert_eq!(
+                events(&n, &plan, "VerificationPassed").await.len(),
+                1,
+                "round {i}"
+            );
+        }
+        log.push(format!(
+            "{failpoint}: persisted {persisted} -> {want}, {writes} write(s)"
+        ));
+    }
+    eprintln!(
+        "[chaos] kill -9 during verification and rollback: {} rounds, each resumed exactly once: {log:?}",
+        schedule.len()
     );
 }

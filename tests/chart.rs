@@ -613,8 +613,15 @@ fn the_service_accounts_verbs_are_exactly_what_the_code_uses() {
             // Before a step the executor reads the live object (drift check).
             used.insert(pair(&kubilitics_ai::access::Permission {
                 verb: "get",
-                ..p
+                ..p.clone()
             }));
+            // A created object's rollback deletes it again.
+            if s.tool_name() == "apply_manifest" && p.verb == "create" {
+                used.insert(pair(&kubilitics_ai::access::Permission {
+                    verb: "delete",
+                    ..p
+                }));
+            }
         }
     }
     // The operator's own calls, each with its reason.
@@ -665,6 +672,14 @@ fn the_service_accounts_verbs_are_exactly_what_the_code_uses() {
             "status (compare-and-swap)",
         ),
         ("create events.k8s.io/events", "every decision is an Event"),
+        (
+            "get apps/replicasets",
+            "verification: the rollout's new ReplicaSet",
+        ),
+        (
+            "list apps/replicasets",
+            "verification: the rollout's new ReplicaSet",
+        ),
     ] {
         used.insert(p.to_string());
     }

@@ -112,6 +112,8 @@ async fn nobody_but_the_requester_changes_a_requests_inputs() {
         json!({"spec": {"mode": "Plan", "prompt": "restart deployment web"}}),
         json!({"spec": {"conversation": "mine"}}),
         json!({"spec": {"model": "other"}}),
+        // Switching off the automatic rollback of alice's change is hers to decide.
+        json!({"spec": {"rollback": "Never"}}),
     ] {
         refused(
             patch_request("mallory", &ns.name, "q", body).await,
@@ -128,6 +130,10 @@ async fn nobody_but_the_requester_changes_a_requests_inputs() {
         )
         .await,
         "only the requester (alice)",
+    );
+    refused(
+        patch_request("bob", &ns.name, "q", json!({"spec": {"rollback": "Never"}})).await,
+        "only the requester (alice) may change spec.rollback",
     );
     // mallory may not approve either (no verb approve).
     refused(

@@ -11,50 +11,6 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use kubilitics_ai::api::{AIPlan, AIRequest};
-use serde_json::Value;
-
-/// A JSON value as a Lua table literal.
-fn lua(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(a) => format!("{{{}}}", a.iter().map(lua).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => format!(
-            "{{{}}}",
-            m.iter()
-                .map(|(k, v)| format!("[{k:?}] = {}", lua(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// Runs examples/argocd/health.lua on an object; returns (status, message).
-fn argo_health(obj: &impl serde::Serialize) -> (String, String) {
-    let v = serde_json::to_value(obj).unwrap();
-    let script = format!(
-        "obj = {}\nlocal hs = dofile('examples/argocd/health.lua')\nprint(hs.status)\nprint(hs.message or '')",
-        lua(&v)
-    );
-    let out = std::process::Command::new("lua5.4")
-        .args(["-e", &script])
-        .current_dir(repo())
-        .output()
-        .expect("lua5.4 (Debian package lua5.4; make test installs it)");
-    assert!(
-        out.status.success(),
-        "lua failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = text.lines();
-    (
-        lines.next().unwrap_or("").to_string(),
-        lines.next().unwrap_or("").to_string(),
-    )
-}
 
 fn ready(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> (String, String) {
     let c = conds

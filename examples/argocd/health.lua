@@ -29,11 +29,11 @@ if phase == "AwaitingApproval" then
 elseif phase == "Answered" or phase == "Succeeded" or phase == "Superseded" then
   hs.status = "Healthy"
   hs.message = message
-elseif phase == "Failed" or phase == "Rejected" or phase == "Expired" then
+elseif phase == "Failed" or phase == "Rejected" or phase == "Expired" or phase == "RolledBack" then
   hs.status = "Degraded"
   hs.message = phase .. ": " .. message
 else
-  -- Pending, Planning, Approved, Executing
+  -- Pending, Planning, Approved, Executing, RollingBack
   hs.status = "Progressing"
   hs.message = phase .. ": " .. message
 end

@@ -32,6 +32,24 @@ pub mod reason {
     pub const STEP_FAILED: &str = "StepFailed";
     pub const STEP_VERIFIED: &str = "StepVerified";
     pub const DRIFTED: &str = "Drifted";
+    /// A dry run of a step was denied by the cluster's admission policies.
+    pub const DENIED_BY_POLICY: &str = "DeniedByPolicy";
+    /// The dry run passed with admission warnings.
+    pub const ADMISSION_WARNING: &str = "AdmissionWarning";
+    /// A step was applied; its verification runs.
+    pub const VERIFYING: &str = "Verifying";
+    /// A step's verification passed.
+    pub const VERIFICATION_PASSED: &str = "VerificationPassed";
+    /// A step's verification failed (with the evidence).
+    pub const VERIFICATION_FAILED: &str = "VerificationFailed";
+    /// The approved rollbacks run.
+    pub const ROLLING_BACK: &str = "RollingBack";
+    /// One step's rollback was applied.
+    pub const STEP_ROLLED_BACK: &str = "StepRolledBack";
+    /// One step's rollback was not applied (never, or someone changed the object since).
+    pub const ROLLBACK_SKIPPED: &str = "RollbackSkipped";
+    /// The plan ended rolled back.
+    pub const ROLLED_BACK: &str = "RolledBack";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const FAILED: &str = "Failed";
     pub const INVALID: &str = "InvalidRequest";

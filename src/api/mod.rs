@@ -31,6 +31,14 @@ pub(crate) fn any_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// Schema of a list of free-form objects (e.g. JSON Patch operations).
+pub(crate) fn any_object_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
 /// The CRDs of this operator as one multi-document YAML stream, in the order
 /// `crds/` keeps them.
 /// The ValidatingAdmissionPolicy shipped with the CRDs that makes identities unforgeable.

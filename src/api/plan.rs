@@ -77,6 +77,10 @@ pub enum PlanPhase {
     Rejected,
     Expired,
     Superseded,
+    /// A step failed its verification: the approved rollbacks are running.
+    RollingBack,
+    /// A step failed its verification and the applied steps were rolled back.
+    RolledBack,
 }
 
 impl PlanPhase {
@@ -84,7 +88,12 @@ impl PlanPhase {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Rejected | Self::Expired | Self::Superseded
+            Self::Succeeded
+                | Self::Failed
+                | Self::Rejected
+                | Self::Expired
+                | Self::Superseded
+                | Self::RolledBack
         )
     }
 }
@@ -109,6 +118,13 @@ pub enum StepState {
     Succeeded,
     Failed,
     Skipped,
+    /// Applied; the operator is checking its verification (persisted, so a
+    /// restart verifies again instead of applying again).
+    Verifying,
+    /// Its rollback is being applied (persisted before the call).
+    RollingBack,
+    /// Its rollback was applied.
+    RolledBack,
 }
 
 /// The object a step acts on.
@@ -145,8 +161,23 @@ pub struct PlanStep {
     /// Server-side dry-run result: what will change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<String>,
-    /// How to undo the step.
+    /// How to undo the step, in words.
     pub rollback: String,
+    /// How the operator checks that the step worked (part of the plan id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// What the operator does to undo the step when its (or a later step's)
+    /// verification fails; approved with the plan (part of the plan id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_action: Option<RollbackAction>,
+    /// What happened to the step when the plan was rolled back (rolled back, or
+    /// why not: `never`, or someone changed the object since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_message: Option<String>,
+    /// Warnings the admission chain (ValidatingAdmissionPolicies in `Warn` mode,
+    /// webhooks) returned for the server-side dry run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admission_warnings: Vec<String>,
     #[serde(default)]
     pub state: StepState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +186,59 @@ pub struct PlanStep {
     pub finished_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// What a verification checks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum VerificationKind {
+    /// The workload reports the new replica count ready/available
+    /// (`observedGeneration` caught up).
+    #[default]
+    ReplicasAvailable,
+    /// The rollout completed: `observedGeneration` caught up, every replica
+    /// updated and available, no old replicas left. Pods of the new revision
+    /// in ImagePullBackOff/CrashLoopBackOff, or `ProgressDeadlineExceeded`, fail it early.
+    RolloutComplete,
+    /// The live object holds what the step wrote (or, for a deletion, is gone).
+    ObjectMatches,
+}
+
+/// How the operator checks that a step worked, after applying it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub kind: VerificationKind,
+    /// Verification fails when it has not passed this long after the step was applied.
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: i64,
+}
+
+/// What undoing a step does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum RollbackKind {
+    /// Write the before-state back with the JSON Patch in `patch`: it first tests that
+    /// the fields still hold what the step wrote (a later change by someone else is
+    /// never overwritten), then restores the values the plan was made against.
+    #[default]
+    RestoreBefore,
+    /// Delete the object the step created (only while it still holds what the step wrote).
+    Delete,
+    /// Never undo this step (undoing would be worse, or there is nothing to undo); `reason` says why.
+    Never,
+}
+
+/// A concrete, executable rollback of one step, approved with the plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackAction {
+    pub action: RollbackKind,
+    /// For `RestoreBefore`: the JSON Patch (RFC 6902) operations, `test` ops first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::any_object_list")]
+    pub patch: Vec<serde_json::Value>,
+    /// Why (for `Never`), or what the rollback restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Observed state of an `AIPlan`, written only by the operator.

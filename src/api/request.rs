@@ -64,6 +64,22 @@ pub struct AIRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub model: Option<String>,
+
+    /// `Never`: no step of the plan is rolled back automatically when a verification
+    /// fails (every step's `rollbackAction` says `Never`, which the approver sees and the
+    /// plan id covers). Unset or `Auto`: each step's own rollback. Changing it re-plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackPolicy>,
+}
+
+/// Whether a request's plan rolls back automatically after a failed verification.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum RollbackPolicy {
+    /// Each step's approved rollback runs when a verification fails.
+    #[default]
+    Auto,
+    /// Nothing is rolled back automatically (undoing would be worse); the plan ends `Failed`.
+    Never,
 }
 
 /// What a request may do.
@@ -88,6 +104,8 @@ pub enum RequestPhase {
     Failed,
     Rejected,
     Expired,
+    /// A step failed its verification and the plan's approved rollbacks ran.
+    RolledBack,
 }
 
 impl RequestPhase {
@@ -95,7 +113,12 @@ impl RequestPhase {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Answered | Self::Succeeded | Self::Failed | Self::Rejected | Self::Expired
+            Self::Answered
+                | Self::Succeeded
+                | Self::Failed
+                | Self::Rejected
+                | Self::Expired
+                | Self::RolledBack
         )
     }
 }

@@ -109,6 +109,25 @@ pub fn approval_required(p: &PlanView<'_>) -> String {
                 .join("\n"),
             s.rollback
         ));
+        for w in &s.admission_warnings {
+            answer.push_str(&format!("   - ⚠️ admission warning: {w}\n"));
+        }
+        if let Some(v) = &s.verification {
+            answer.push_str(&format!(
+                "   - verification: {:?} within {}s\n",
+                v.kind, v.timeout_seconds
+            ));
+        }
+        if let Some(r) = &s.rollback_action {
+            answer.push_str(&format!(
+                "   - automatic rollback if verification fails: {:?}{}\n",
+                r.action,
+                r.reason
+                    .as_deref()
+                    .map(|w| format!(" — {w}"))
+                    .unwrap_or_default()
+            ));
+        }
     }
     for w in p.warnings {
         answer.push_str(&format!("\n{w}\n"));
@@ -145,6 +164,12 @@ pub fn finished(
         RequestPhase::Succeeded => "✅ Done",
         RequestPhase::Rejected => "🚫 The plan was rejected; nothing was changed",
         RequestPhase::Expired => "⌛ The plan expired before approval; nothing was changed",
+        RequestPhase::RolledBack => {
+            "↩️ Verification failed; the approved rollbacks ran and the cluster is back where it was"
+        }
+        _ if why == reason::DENIED_BY_POLICY => {
+            "⛔ The cluster's admission policies deny this change; nothing was offered for approval"
+        }
         _ if why == reason::DRIFTED => "⚠️ Stopped: the cluster changed since the plan was made",
         _ => "❌ The plan failed",
     };

@@ -51,7 +51,7 @@ pub fn request_conditions(
     let flags = (
         matches!(phase, Answered | Succeeded),
         matches!(phase, Pending | Planning | Executing),
-        matches!(phase, Failed | Rejected | Expired),
+        matches!(phase, Failed | Rejected | Expired | RolledBack),
     );
     conditions(prev, flags, why, message, generation)
 }
@@ -80,8 +80,8 @@ pub fn plan_conditions(
     use PlanPhase::*;
     let flags = (
         phase == Succeeded,
-        matches!(phase, Approved | Executing),
-        matches!(phase, Failed | Rejected | Expired),
+        matches!(phase, Approved | Executing | RollingBack),
+        matches!(phase, Failed | Rejected | Expired | RolledBack),
     );
     conditions(prev, flags, why, message, generation)
 }
@@ -97,6 +97,8 @@ pub fn plan_reason(phase: PlanPhase) -> &'static str {
         PlanPhase::Rejected => reason::REJECTED,
         PlanPhase::Expired => reason::EXPIRED,
         PlanPhase::Superseded => reason::SUPERSEDED,
+        PlanPhase::RollingBack => reason::ROLLING_BACK,
+        PlanPhase::RolledBack => reason::ROLLED_BACK,
     }
 }
 

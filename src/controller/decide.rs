@@ -46,13 +46,17 @@ pub const IDLE_REQUEUE: Duration = Duration::from_secs(30 * 60);
 /// Digest of the fields that define a request; a change supersedes its plan.
 /// `approvedPlanId` is deliberately not part of it.
 pub fn input_digest(spec: &AIRequestSpec, own_namespace: &str) -> String {
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "prompt": spec.prompt,
         "targetNamespace": spec.target_namespace.as_deref().unwrap_or(own_namespace),
         "mode": spec.mode.unwrap_or_default(),
         "model": spec.model,
         "conversation": spec.conversation,
     });
+    // Only when it changes something: requests without it (or `Auto`) keep the digest they always had.
+    if spec.rollback == Some(crate::api::RollbackPolicy::Never) {
+        doc["rollback"] = serde_json::json!("Never");
+    }
     hex::encode(Sha256::digest(execute::plan_id::canonical(&doc).as_bytes()))[..16].to_string()
 }
 
@@ -216,6 +220,9 @@ impl Finish {
                 Self::new(PlanPhase::Failed, reason::DRIFTED, msg)
             }
             execute::ExecOutcome::Failed(msg) => Self::new(PlanPhase::Failed, reason::FAILED, msg),
+            execute::ExecOutcome::RolledBack(msg) => {
+                Self::new(PlanPhase::RolledBack, reason::ROLLED_BACK, msg)
+            }
         }
     }
 }
@@ -404,6 +411,7 @@ pub fn final_request(
         Some(PlanPhase::Succeeded) => RequestPhase::Succeeded,
         Some(PlanPhase::Rejected) => RequestPhase::Rejected,
         Some(PlanPhase::Expired) => RequestPhase::Expired,
+        Some(PlanPhase::RolledBack) => RequestPhase::RolledBack,
         Some(PlanPhase::Superseded) => return None,
         _ => RequestPhase::Failed,
     };

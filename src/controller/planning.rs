@@ -397,6 +397,8 @@ enum Done {
     Blocked(String),
     /// A step could not be prepared (dry run refused).
     NotPlanned(String),
+    /// The cluster's admission policies deny a step's dry run: never offered for approval.
+    DeniedByPolicy(String),
 }
 
 /// Prepared steps, their overall risk, and the guardrails' warnings.
@@ -435,7 +437,7 @@ async fn draft(
     }
     let steps = match prepare(ctx, &outcome.mutations, &verdict.risks, authz).await? {
         Ok(steps) => steps,
-        Err(msg) => return Ok(Drafted::Done(Done::NotPlanned(msg))),
+        Err(done) => return Ok(Drafted::Done(done)),
     };
     Ok(Drafted::Plan(PlanDraft {
         steps,
@@ -451,12 +453,12 @@ async fn prepare(
     mutations: &[Mutation],
     risks: &[Risk],
     authz: Option<&Authorizer>,
-) -> Result<Result<Vec<PlanStep>, String>, Error> {
+) -> Result<Result<Vec<PlanStep>, Done>, Error> {
     // The requester's own client under `--execute-as requester`: the dry run then passes the
     // API server's RBAC and admission policies as that person.
     let client = match ctx.acting_client(authz.map(|a| &a.user)) {
         Ok(c) => c,
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Err(Done::NotPlanned(e.to_string()))),
     };
     let mut steps = vec![];
     for (m, risk) in mutations.iter().zip(risks) {
@@ -466,7 +468,21 @@ async fn prepare(
                 steps.push(s);
             }
             Err(e) if e.is_transient() => return Err(e.into()),
-            Err(e) => return Ok(Err(format!("could not plan `{}`: {e}", m.tool_name()))),
+            Err(crate::tools::ToolError::DeniedByPolicy(msg)) => {
+                return Ok(Err(Done::DeniedByPolicy(format!(
+                    "step `{}` on {} {}/{} is denied by the cluster's admission policies: \"{msg}\"",
+                    m.tool_name(),
+                    m.operation().1,
+                    m.namespace(),
+                    m.name()
+                ))));
+            }
+            Err(e) => {
+                return Ok(Err(Done::NotPlanned(format!(
+                    "could not plan `{}`: {e}",
+                    m.tool_name()
+                ))));
+            }
         }
     }
     Ok(Ok(steps))
@@ -531,6 +547,15 @@ impl Planned<'_> {
                 let note = Note::warning(req_ref, reason::FAILED, "Plan", msg);
                 (RequestPhase::Failed, reason::FAILED, answer, note, "failed")
             }
+            Done::DeniedByPolicy(msg) => {
+                let answer = format!(
+                    "{}\n\n⛔ {msg}. No plan was offered for approval.",
+                    text.trim_end()
+                );
+                let note = Note::warning(req_ref, reason::DENIED_BY_POLICY, "Plan", msg);
+                let denied = RequestPhase::Failed;
+                (denied, reason::DENIED_BY_POLICY, answer, note, "denied")
+            }
         };
         Update {
             notes: vec![note],
@@ -554,6 +579,10 @@ async fn propose(
     let ns = req.namespace().unwrap_or_default();
     let name = req.name_any();
     let plan_name = next_plan_name(&name, planned.previous.plan_ref.as_deref());
+    let mut d = d;
+    if req.spec.rollback == Some(crate::api::RollbackPolicy::Never) {
+        never_roll_back(&mut d.steps);
+    }
     let created = create_plan(ctx, req, &plan_name).await?;
     let target_ns = req.target_namespace();
     // The id binds this plan object's uid: an approval approves exactly this plan, once.
@@ -653,6 +682,17 @@ async fn propose(
         then,
         ..Default::default()
     })
+}
+
+/// `spec.rollback: Never`: no step is rolled back automatically, and the plan says so.
+fn never_roll_back(steps: &mut [PlanStep]) {
+    for s in steps {
+        s.rollback_action = Some(crate::api::RollbackAction {
+            action: crate::api::RollbackKind::Never,
+            patch: vec![],
+            reason: Some("the request says spec.rollback: Never".into()),
+        });
+    }
 }
 
 /// Creates the request's next plan object (empty spec, owned by the request);

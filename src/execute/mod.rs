@@ -6,6 +6,8 @@
 //! result after, so a restart verifies a `Running` step instead of redoing it.
 
 pub mod plan_id;
+pub mod rollback;
+pub mod verify;
 
 pub use plan_id::plan_id;
 
@@ -29,6 +31,12 @@ pub enum FailPoint {
     None,
     AfterStepRunning,
     AfterStepApplied,
+    /// After a step was persisted `Verifying` (applied, not yet verified).
+    AfterStepVerifying,
+    /// After a step's rollback was persisted `RollingBack`, before the call.
+    AfterRollbackRunning,
+    /// After a step's rollback call, before its result was persisted.
+    AfterRollbackApplied,
 }
 
 impl FailPoint {
@@ -36,11 +44,14 @@ impl FailPoint {
         match std::env::var("KUBILITICS_AI_FAILPOINT").as_deref() {
             Ok("after-step-running") => FailPoint::AfterStepRunning,
             Ok("after-step-applied") => FailPoint::AfterStepApplied,
+            Ok("after-step-verifying") => FailPoint::AfterStepVerifying,
+            Ok("after-rollback-running") => FailPoint::AfterRollbackRunning,
+            Ok("after-rollback-applied") => FailPoint::AfterRollbackApplied,
             _ => FailPoint::None,
         }
     }
 
-    fn hit(self, at: FailPoint) {
+    pub(crate) fn hit(self, at: FailPoint) {
         if self != FailPoint::None && self == at {
             eprintln!("failpoint {at:?} reached: aborting");
             std::process::abort();
@@ -68,6 +79,8 @@ pub enum ExecOutcome {
     Succeeded,
     Drifted(String),
     Failed(String),
+    /// A step failed its verification; the approved rollbacks ran (the evidence and what was undone).
+    RolledBack(String),
 }
 
 /// Errors that stop execution for now (retried by the controller).
@@ -98,7 +111,7 @@ pub struct Env<'a> {
 }
 
 /// The same event on several objects.
-fn notes_on(
+pub(crate) fn notes_on(
     refs: &[&ObjectReference],
     type_: NoteType,
     why: &str,
@@ -126,10 +139,24 @@ pub async fn execute(
     } = *env;
     let plan_ref = object_ref(plan);
     let now = || Time(Timestamp::now());
+    // A verification failed before a restart: finish its rollbacks, run nothing else.
+    if status.phase == Some(PlanPhase::RollingBack) {
+        return rollback::run(env, plan, status, token).await;
+    }
     for i in 0..status.steps.len() {
         let step = status.steps[i].clone();
         if matches!(step.state, StepState::Succeeded | StepState::Skipped) {
             continue;
+        }
+        // Applied before a restart, not yet verified: verify, never apply again.
+        if step.state == StepState::Verifying {
+            match verify::after_apply(env, plan, status, i, token).await? {
+                verify::Verified::Passed(s) => {
+                    status = s;
+                    continue;
+                }
+                verify::Verified::Ended(s, outcome) => return Ok((s, outcome)),
+            }
         }
         // Failed before a crash (the plan's final write did not happen): a failed
         // step is final, it is never tried again.
@@ -169,6 +196,16 @@ pub async fn execute(
                 status.steps[i].state = StepState::Succeeded;
                 status.steps[i].finished_at = Some(now());
                 status.steps[i].message = Some(msg.clone());
+                if step.verification.is_some() {
+                    // Applied, never verified: verify it now (not apply it again).
+                    status.steps[i].state = StepState::Verifying;
+                    status = write(status).await.map_err(ExecError::Status)?;
+                    match verify::after_apply(env, plan, status, i, token).await? {
+                        verify::Verified::Passed(s) => status = s,
+                        verify::Verified::Ended(s, outcome) => return Ok((s, outcome)),
+                    }
+                    continue;
+                }
                 status = write(status).await.map_err(ExecError::Status)?;
                 continue;
             }
@@ -259,6 +296,17 @@ pub async fn execute(
                 events
                     .notes(&notes_on(&on, NoteType::Normal, why, &action, &msg))
                     .await;
+                if step.verification.is_some() {
+                    // Persisted before verifying: a restart verifies, never re-applies.
+                    status.steps[i].state = StepState::Verifying;
+                    status = write(status).await.map_err(ExecError::Status)?;
+                    failpoint.hit(FailPoint::AfterStepVerifying);
+                    match verify::after_apply(env, plan, status, i, token).await? {
+                        verify::Verified::Passed(s) => status = s,
+                        verify::Verified::Ended(s, outcome) => return Ok((s, outcome)),
+                    }
+                    continue;
+                }
                 let last = i + 1 == status.steps.len();
                 if !last {
                     status = write(status).await.map_err(ExecError::Status)?;

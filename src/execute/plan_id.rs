@@ -9,19 +9,28 @@ use crate::api::PlanStep;
 
 /// First 16 hex characters of the SHA-256 of the canonical JSON (sorted keys,
 /// no whitespace) of the AIPlan's uid, the target namespace and each step's
-/// tool, arguments, target (with uid) and `before`. The plan's uid makes an
+/// tool, arguments, target (with uid), `before`, `verification` and `rollbackAction`. The plan's uid makes an
 /// approval single-use: it approves exactly one plan object, never a later
 /// plan with the same content or a copy in another request.
 pub fn plan_id(plan_uid: &str, target_namespace: &str, steps: &[PlanStep]) -> String {
     let steps: Vec<Value> = steps
         .iter()
         .map(|s| {
-            json!({
+            let mut v = json!({
                 "tool": s.tool,
                 "arguments": s.arguments,
                 "target": s.target,
                 "before": s.before,
-            })
+            });
+            // Verification and rollback are approved content; hashed when present
+            // (plans without them keep the ids they always had).
+            if let Some(ver) = &s.verification {
+                v["verification"] = json!(ver);
+            }
+            if let Some(rb) = &s.rollback_action {
+                v["rollbackAction"] = json!(rb);
+            }
+            v
         })
         .collect();
     let doc =
@@ -111,6 +120,33 @@ mod tests {
         running.state = StepState::Running;
         running.message = Some("x".into());
         assert_eq!(base, plan_id("p1", "shop", &[running]));
+    }
+
+    #[test]
+    fn id_binds_verification_and_rollback() {
+        use crate::api::{RollbackAction, RollbackKind, Verification, VerificationKind};
+        let mut s = step("u1", 3);
+        s.verification = Some(Verification {
+            kind: VerificationKind::ReplicasAvailable,
+            timeout_seconds: 60,
+        });
+        s.rollback_action = Some(RollbackAction {
+            action: RollbackKind::RestoreBefore,
+            patch: vec![json!({"op": "replace", "path": "/spec/replicas", "value": 3})],
+            reason: None,
+        });
+        let base = plan_id("p1", "shop", std::slice::from_ref(&s));
+        assert_ne!(base, plan_id("p1", "shop", &[step("u1", 3)]));
+        // `rollback: never` cannot be toggled after approval without a new id.
+        let mut never = s.clone();
+        never.rollback_action.as_mut().unwrap().action = RollbackKind::Never;
+        assert_ne!(base, plan_id("p1", "shop", &[never]));
+        let mut longer = s.clone();
+        longer.verification.as_mut().unwrap().timeout_seconds = 61;
+        assert_ne!(base, plan_id("p1", "shop", &[longer]));
+        let mut warned = s.clone();
+        warned.admission_warnings = vec!["w".into()];
+        assert_eq!(base, plan_id("p1", "shop", &[warned]));
     }
 
     #[test]

@@ -419,16 +419,73 @@ fn show(style: &Style, p: &AIPlan) {
         for l in step.preview.clone().unwrap_or_default().lines() {
             println!("     {}", style.diff_line(l));
         }
+        for w in &step.admission_warnings {
+            println!("   {} {w}", style.bold("admission warning:"));
+        }
+        for l in verification_lines(step) {
+            println!("   {l}");
+        }
         println!("   rollback: {}", step.rollback);
         if let Some(m) = &step.message {
             println!("   result: {m}");
         }
+        if let Some(m) = &step.rollback_message {
+            println!("   rollback result: {m}");
+        }
     }
+}
+
+/// A step's approved verification and automatic rollback, as the approver reads them.
+fn verification_lines(step: &crate::api::PlanStep) -> Vec<String> {
+    use crate::api::RollbackKind;
+    let mut out = vec![];
+    if let Some(v) = &step.verification {
+        out.push(format!(
+            "verify: {:?} within {}s",
+            v.kind, v.timeout_seconds
+        ));
+    }
+    if let Some(r) = &step.rollback_action {
+        let why = r.reason.as_deref().unwrap_or("");
+        out.push(match r.action {
+            RollbackKind::Never => format!("automatic rollback: NEVER — {why}"),
+            RollbackKind::Delete => format!("automatic rollback: Delete — {why}"),
+            RollbackKind::RestoreBefore => format!(
+                "automatic rollback: RestoreBefore — {why} (JSON Patch: {})",
+                serde_json::to_string(&r.patch).unwrap_or_default()
+            ),
+        });
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_names_verification_and_never() {
+        use crate::api::{PlanStep, RollbackAction, RollbackKind, Verification, VerificationKind};
+        let step = PlanStep {
+            verification: Some(Verification {
+                kind: VerificationKind::RolloutComplete,
+                timeout_seconds: 600,
+            }),
+            rollback_action: Some(RollbackAction {
+                action: RollbackKind::Never,
+                patch: vec![],
+                reason: Some("a deleted pod cannot be restored".into()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            verification_lines(&step),
+            [
+                "verify: RolloutComplete within 600s",
+                "automatic rollback: NEVER — a deleted pod cannot be restored"
+            ]
+        );
+    }
 
     #[test]
     fn errors_say_what_to_do() {

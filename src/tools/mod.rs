@@ -11,6 +11,7 @@ mod lookup;
 mod mutate;
 mod permissions;
 mod read;
+pub mod verify_plan;
 
 pub use crate::k8s::{ToolError, kube_is_transient};
 pub use format::age;

@@ -358,6 +358,10 @@ impl Mutation {
             dry_run: true,
             ..Default::default()
         };
+        let mut warnings = vec![];
+        let live_before = live.clone();
+        // The dry-run result of a generic patch: its rollback restores exactly what it changes.
+        let mut patched: Option<Value> = None;
         let (before, preview, rollback, reason) = match self {
             Mutation::ScaleDeployment { kind, replicas, .. } => {
                 let live = live.ok_or_else(|| self.not_found(missing()))?;
@@ -366,14 +370,16 @@ impl Mutation {
                     .and_then(Value::as_i64)
                     .unwrap_or(1);
                 let after = self
-                    .api(client)
-                    .patch(
-                        &name,
-                        &dry,
-                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                    .dry_run(
+                        client,
+                        self.raw().patch(
+                            &name,
+                            &dry,
+                            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                        ),
+                        &mut warnings,
                     )
-                    .await
-                    .map_err(|e| self.not_found(e))?;
+                    .await?;
                 (
                     json!({"replicas": current}),
                     diff(&live, &serde_json::to_value(after).unwrap_or_default()),
@@ -393,14 +399,16 @@ impl Mutation {
                 let live = live.ok_or_else(|| self.not_found(missing()))?;
                 let previous = restarted_at_of(&live);
                 let after = self
-                    .api(client)
-                    .patch(
-                        &name,
-                        &dry,
-                        &Patch::Merge(restart_patch(restarted_at.as_deref())),
+                    .dry_run(
+                        client,
+                        self.raw().patch(
+                            &name,
+                            &dry,
+                            &Patch::Merge(restart_patch(restarted_at.as_deref())),
+                        ),
+                        &mut warnings,
                     )
-                    .await
-                    .map_err(|e| self.not_found(e))?;
+                    .await?;
                 (
                     json!({"restartedAt": previous}),
                     diff(&live, &serde_json::to_value(after).unwrap_or_default()),
@@ -421,10 +429,8 @@ impl Mutation {
                     }),
                     ..Default::default()
                 };
-                self.api(client)
-                    .delete(&name, &dp)
-                    .await
-                    .map_err(|e| self.not_found(e))?;
+                self.dry_run(client, self.raw().delete(&name, &dp), &mut warnings)
+                    .await?;
                 let owner = live
                     .pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
@@ -469,11 +475,14 @@ impl Mutation {
             } => {
                 let live = live.ok_or_else(|| self.not_found(missing()))?;
                 let after = self
-                    .api(client)
-                    .patch(&name, &dry, &patch_of(*strategy, patch))
-                    .await
-                    .map_err(|e| self.not_found(e))?;
+                    .dry_run(
+                        client,
+                        self.raw().patch(&name, &dry, &patch_of(*strategy, patch)),
+                        &mut warnings,
+                    )
+                    .await?;
                 let after = serde_json::to_value(after).unwrap_or_default();
+                patched = Some(after.clone());
                 let (old, new) = changed_fields(&live, &after);
                 if new.is_empty() {
                     return Err(ToolError::Invalid(format!(
@@ -506,17 +515,19 @@ impl Mutation {
                     )));
                 }
                 let created = self
-                    .api(client)
-                    .patch(
-                        &name,
-                        &PatchParams {
-                            dry_run: true,
-                            ..PatchParams::apply(MANAGER)
-                        },
-                        &Patch::Apply(manifest),
+                    .dry_run(
+                        client,
+                        self.raw().patch(
+                            &name,
+                            &PatchParams {
+                                dry_run: true,
+                                ..PatchParams::apply(MANAGER)
+                            },
+                            &Patch::Apply(manifest),
+                        ),
+                        &mut warnings,
                     )
-                    .await
-                    .map_err(|e| self.not_found(e))?;
+                    .await?;
                 let created = serde_json::to_value(created).unwrap_or_default();
                 target.uid = None;
                 let (_, new) = changed_fields(&json!({}), &created);
@@ -539,10 +550,16 @@ impl Mutation {
                 };
                 let cm = self.configmap_object(data)?;
                 let created = self
-                    .api(client)
-                    .create(&pp, &cm)
-                    .await
-                    .map_err(|e| self.not_found(e))?;
+                    .dry_run(
+                        client,
+                        self.raw().create(
+                            &pp,
+                            serde_json::to_vec(&cm)
+                                .map_err(|e| ToolError::Invalid(e.to_string()))?,
+                        ),
+                        &mut warnings,
+                    )
+                    .await?;
                 target.uid = None;
                 let keys: Vec<&String> = data.keys().collect();
                 (
@@ -556,7 +573,21 @@ impl Mutation {
                 )
             }
         };
+        let verification = Some(super::verify_plan::verification_of(
+            self,
+            live_before.as_ref(),
+            &before,
+        ));
+        let rollback_action = Some(super::verify_plan::rollback_of(
+            self,
+            live_before.as_ref(),
+            patched.as_ref(),
+            &target,
+        ));
         Ok(PlanStep {
+            verification,
+            rollback_action,
+            admission_warnings: warnings,
             tool: self.tool_name().into(),
             arguments: self.arguments(),
             target,
@@ -565,11 +596,41 @@ impl Mutation {
             before,
             preview: Some(preview),
             rollback,
+            rollback_message: None,
             state: StepState::Pending,
             started_at: None,
             finished_at: None,
             message: None,
         })
+    }
+
+    /// A raw request builder for this mutation's resource in its namespace.
+    fn raw(&self) -> kube::core::Request {
+        use kube::Resource;
+        kube::core::Request::new(DynamicObject::url_path(
+            &self.resource(),
+            Some(self.namespace()),
+        ))
+    }
+
+    /// Sends a server-side dry run and keeps the admission chain's warnings;
+    /// a denial by a policy becomes [`ToolError::DeniedByPolicy`].
+    async fn dry_run(
+        &self,
+        client: &Client,
+        req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ToolError> {
+        let req = req.map_err(|e| ToolError::Invalid(e.to_string()))?;
+        let (v, w) = crate::k8s::send_with_warnings(client, req)
+            .await
+            .map_err(|e| self.not_found(e))?;
+        for w in w {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        Ok(v)
     }
 
     fn configmap_object(
@@ -668,14 +729,15 @@ impl Mutation {
                     ))
                 }
             }
-            Mutation::ApplyManifest { .. } => match live {
+            Mutation::ApplyManifest { manifest, .. } => match live {
                 None => Check::NotApplied,
                 Some(l) => {
+                    // The fields the manifest sets, not the dry run's server-allocated
+                    // ones (a Service's clusterIP differs between the dry run and the create).
                     let flat = flat_fields(l);
-                    let ours = step.before["after"].as_object().is_some_and(|m| {
-                        m.iter()
-                            .all(|(k, v)| flat.get(k).map(String::as_str) == v.as_str())
-                    });
+                    let ours = flat_fields(manifest)
+                        .iter()
+                        .all(|(k, v)| flat.get(k) == Some(v));
                     if ours {
                         Check::Applied
                     } else {
@@ -770,6 +832,62 @@ impl Mutation {
             }
         };
         after.map_err(|e| self.not_found(e))
+    }
+
+    /// Runs the step's approved rollback against `live` (what the executor just
+    /// read). Only callable with an approval token: the approval covered it.
+    /// `RestoreBefore` sends the recorded JSON Patch (its `test` operations make
+    /// the API server refuse it when someone changed the fields meanwhile);
+    /// `Delete` deletes the created object with uid and resourceVersion preconditions.
+    pub async fn roll_back(
+        &self,
+        client: &Client,
+        action: &crate::api::RollbackAction,
+        live: &Value,
+        _approved: &Approved,
+    ) -> Result<Value, ToolError> {
+        use crate::api::RollbackKind;
+        let name = self.name();
+        match action.action {
+            RollbackKind::RestoreBefore => {
+                use kube::Resource;
+                let url = format!(
+                    "{}/{name}?fieldManager={MANAGER}",
+                    DynamicObject::url_path(&self.resource(), Some(self.namespace()))
+                );
+                let body = serde_json::to_vec(&action.patch)
+                    .map_err(|e| ToolError::Invalid(e.to_string()))?;
+                let req = http::Request::patch(url)
+                    .header("content-type", "application/json-patch+json")
+                    .body(body)
+                    .map_err(|e| ToolError::Invalid(e.to_string()))?;
+                crate::k8s::send_with_warnings(client, req)
+                    .await
+                    .map(|(v, _)| v)
+                    .map_err(|e| self.not_found(e))
+            }
+            RollbackKind::Delete => {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: live
+                            .pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                        resource_version: live
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                    }),
+                    ..Default::default()
+                };
+                self.api(client)
+                    .delete(name, &dp)
+                    .await
+                    .map(|_| json!({"exists": false}))
+                    .map_err(|e| self.not_found(e))
+            }
+            RollbackKind::Never => Err(ToolError::Invalid("this step is never rolled back".into())),
+        }
     }
 
     /// The part of an object worth showing in before/after events.
@@ -1082,6 +1200,30 @@ mod tests {
             m.check(&step, Some(&live(Some(false)))),
             Check::Drifted(_)
         ));
+    }
+
+    #[test]
+    fn a_created_object_is_ours_by_the_fields_its_manifest_sets() {
+        let m = Mutation::ApplyManifest {
+            namespace: "a".into(),
+            manifest: json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        };
+        let step = PlanStep {
+            before: json!({"exists": false, "after": {"spec.clusterIP": "\"10.0.0.1\""}}),
+            ..Default::default()
+        };
+        // The real create allocated another clusterIP than the dry run: still ours.
+        let live = |app: &str| {
+            json!({"metadata": {"uid": "u"}, "spec": {"clusterIP": "10.0.0.9",
+            "selector": {"app": app}, "ports": [{"port": 80, "protocol": "TCP"}]}})
+        };
+        assert_eq!(m.check(&step, Some(&live("web"))), Check::Applied);
+        assert!(matches!(
+            m.check(&step, Some(&live("other"))),
+            Check::Drifted(_)
+        ));
+        assert_eq!(m.check(&step, None), Check::NotApplied);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!   authenticated user (overwriting anything sent); an `approvedPlanId` set
 //!   at creation is an approval like any other (below).
 //! - `AIRequest` UPDATE: keeps the requester as it was; refuses a change of
-//!   the inputs (prompt, targetNamespace, mode, model, conversation) by
+//!   the inputs (prompt, targetNamespace, mode, model, conversation, rollback) by
 //!   anyone but the requester (username and uid); a new `approvedPlanId` is an
 //!   approval.
 //! - `AIPlan` UPDATE: a new `spec.approval` or `spec.rejection` is an approval.
@@ -497,7 +497,14 @@ fn parse(
 }
 
 /// The fields that define a request: only its requester may change them.
-const INPUTS: [&str; 5] = ["prompt", "targetNamespace", "mode", "model", "conversation"];
+const INPUTS: [&str; 6] = [
+    "prompt",
+    "targetNamespace",
+    "mode",
+    "model",
+    "conversation",
+    "rollback",
+];
 
 fn spec_field<'a>(o: Option<&'a DynamicObject>, field: &str) -> Option<&'a Value> {
     o.and_then(|o| o.data.get("spec"))

@@ -75,5 +75,26 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: [networking.k8s.io]
     resources: [networkpolicies]
     verbs: [get, patch, create]
+  # Rollback of a created object (an approved plan's step whose verification failed): delete it
+  # again, with uid and resourceVersion preconditions. One rule per API group.
+  - apiGroups: [""]
+    resources: [services, configmaps, persistentvolumeclaims]
+    verbs: [delete]
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets, daemonsets]
+    verbs: [delete]
+  - apiGroups: [batch]
+    resources: [jobs, cronjobs]
+    verbs: [delete]
+  - apiGroups: [autoscaling]
+    resources: [horizontalpodautoscalers]
+    verbs: [delete]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [delete]
   {{- end }}
+  # Verification reads the new ReplicaSet of a Deployment rollout (its pods are the evidence).
+  - apiGroups: [apps]
+    resources: [replicasets]
+    verbs: [get, list]
 {{- end }}

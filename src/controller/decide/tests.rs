@@ -335,6 +335,18 @@ fn cases_with_plan() -> Vec<Case> {
             Some(plan(P::Executing, LATER)),
             "finish Failed Failed",
         ),
+        case(
+            "rolling back with a recorded approval (restart mid-rollback): resume the rollback",
+            request(R::Executing, Some("r-1")),
+            Some(recorded_approval(plan(P::RollingBack, LATER))),
+            "notes=[] plan=- request=- then=execute RollingBack",
+        ),
+        case(
+            "rolling back without an approval: fail, undo nothing",
+            request(R::Executing, Some("r-1")),
+            Some(plan(P::RollingBack, LATER)),
+            "finish Failed Failed",
+        ),
     ]
 }
 
@@ -355,6 +367,12 @@ fn cases_finished_plan() -> Vec<Case> {
             request(R::Executing, Some("r-1")),
             Some(plan(P::Failed, LATER)),
             "notes=[W:Why,W:Why] plan=- request=Failed then=final",
+        ),
+        case(
+            "plan rolled back, request not final: warn and mirror RolledBack",
+            request(R::Executing, Some("r-1")),
+            Some(recorded_approval(plan(P::RolledBack, LATER))),
+            "notes=[W:Why,W:Why] plan=- request=RolledBack then=final",
         ),
         case(
             "plan rejected, request not final: mirror",
@@ -504,10 +522,15 @@ fn digest_ignores_approval_but_not_inputs() {
     let explicit = AIRequestSpec {
         target_namespace: Some("shop".into()),
         mode: Some(Mode::Plan),
+        rollback: Some(crate::api::RollbackPolicy::Auto),
         ..spec.clone()
     };
     assert_eq!(d, input_digest(&explicit, "shop"));
     for changed in [
+        AIRequestSpec {
+            rollback: Some(crate::api::RollbackPolicy::Never),
+            ..spec.clone()
+        },
         AIRequestSpec {
             prompt: "scale nginx to 6".into(),
             ..spec.clone()
