@@ -7,10 +7,12 @@
 
 mod conditions;
 mod plan;
+mod policy;
 mod request;
 
 pub use conditions::*;
 pub use plan::*;
+pub use policy::*;
 pub use request::*;
 
 use kube::CustomResourceExt;
@@ -39,7 +41,12 @@ pub const IDENTITY_POLICY_YAML: &str =
 
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     let mut out = String::new();
-    for crd in [AIRequest::crd(), AIPlan::crd()] {
+    for crd in [
+        AIRequest::crd(),
+        AIPlan::crd(),
+        AIApprovalPolicy::crd(),
+        AIClusterApprovalPolicy::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&serde_norway::to_string(&crd)?);
     }
