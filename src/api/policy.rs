@@ -199,3 +199,9 @@ pub struct ApprovalPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+/// Condition type and reason of a plan that is approved but waits for a change
+/// window to open (or a freeze to end).
+pub const WAITING_FOR_WINDOW: &str = "WaitingForWindow";
+/// Event reason: an approval was counted towards a policy's quorum.
+pub const APPROVAL_COUNTED: &str = "ApprovalCounted";

@@ -8,7 +8,9 @@
 //!   the inputs (prompt, targetNamespace, mode, model, conversation) by
 //!   anyone but the requester (username and uid); a new `approvedPlanId` is an
 //!   approval.
-//! - `AIPlan` UPDATE: a new `spec.approval` or `spec.rejection` is an approval.
+//! - `AIPlan` UPDATE: a new `spec.approval` or `spec.rejection` is an approval;
+//!   so is a new entry of `spec.approvals` (quorums), stamped with its writer
+//!   and time; changing or removing someone else's entry is refused.
 //! - An approval needs: not the requester (separation of duties, except
 //!   configured GitOps identities), verb `approve` on the plan
 //!   (SubjectAccessReview, like CSR approval), and — to approve — the
@@ -635,7 +637,10 @@ async fn admit_plan(
     let new_rejection = spec_field(Some(obj), "rejection");
     let approving = new_approval.is_some() && new_approval != spec_field(old, "approval");
     let rejecting = new_rejection.is_some() && new_rejection != spec_field(old, "rejection");
-    if !approving && !rejecting {
+    // Entries of spec.approvals (N-of-M quorums): each names who wrote it.
+    let new_entries = approval_entries(old, obj, &user)?;
+    let listing = !new_entries.is_empty();
+    if !approving && !rejecting && !listing {
         return Ok(annotate(
             obj,
             &[(
@@ -683,13 +688,76 @@ async fn admit_plan(
         stored.as_ref(),
         requester.as_ref(),
         &user,
-        approving,
+        approving || listing,
     )
     .await?;
-    Ok(annotate(
-        obj,
-        &[(APPROVED_BY_ANNOTATION, Some(identity_annotation(&user)))],
-    ))
+    let approver = if approving || rejecting {
+        Some(identity_annotation(&user))
+    } else {
+        old_ann.get(APPROVED_BY_ANNOTATION).cloned()
+    };
+    let mut ops = annotate(obj, &[(APPROVED_BY_ANNOTATION, approver)]);
+    ops.extend(stamp_entries(&new_entries, &user));
+    Ok(ops)
+}
+
+/// The indexes of the `spec.approvals` entries this update adds (anything not
+/// in the stored list, byte for byte). Refuses an update that changes or
+/// removes an entry someone else wrote; one's own may be withdrawn.
+fn approval_entries(
+    old: Option<&DynamicObject>,
+    obj: &DynamicObject,
+    user: &Requester,
+) -> Result<Vec<usize>, String> {
+    let list = |o: Option<&DynamicObject>| {
+        spec_field(o, "approvals")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (list(old), list(Some(obj)));
+    for entry in &before {
+        if after.contains(entry) {
+            continue;
+        }
+        let owner = entry
+            .get("approver")
+            .and_then(Value::as_str)
+            .and_then(|a| serde_json::from_str::<Requester>(a).ok());
+        match owner {
+            Some(o) if crate::access::same_person(&o, user) && o.username == user.username => {}
+            _ => {
+                return Err(format!(
+                    "kubilitics-ai: {} may not change or remove an entry of spec.approvals written by {}; append your own entry instead",
+                    user.username,
+                    owner.map_or("someone else".to_string(), |o| o.username)
+                ));
+            }
+        }
+    }
+    Ok(after
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !before.contains(e))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// JSON patch stamping new `spec.approvals` entries with their writer and the time.
+fn stamp_entries(indexes: &[usize], user: &Requester) -> Vec<Value> {
+    let now = Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| Timestamp::now());
+    let at = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    indexes
+        .iter()
+        .flat_map(|i| {
+            [
+                json!({"op": "add", "path": format!("/spec/approvals/{i}/approver"), "value": identity_annotation(user)}),
+                json!({"op": "add", "path": format!("/spec/approvals/{i}/approvedAt"), "value": at}),
+            ]
+        })
+        .collect()
 }
 
 /// Who may approve (or reject) a plan: not its requester (separation of

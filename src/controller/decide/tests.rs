@@ -399,6 +399,7 @@ fn every_transition() {
             gate: c.gate,
             finished_ttl: c.ttl,
             gitops_identities: &[],
+            policy: Some(Default::default()),
         };
         assert_eq!(summary(&decide(&obs)), c.expected, "{}", c.name);
     }
@@ -417,6 +418,7 @@ fn approval_records_who_and_uses_the_id_once() {
         gate: Some(Ok(())),
         finished_ttl: None,
         gitops_identities: &gitops,
+        policy: Some(Default::default()),
     };
     let Decision::Update(u) = decide(&obs) else {
         panic!("not an update")
