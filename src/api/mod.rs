@@ -33,6 +33,15 @@ pub(crate) fn any_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// A list of free-form objects (copies of validated spec parts kept in a status,
+/// e.g. the change windows an approval policy had when a plan was offered).
+pub(crate) fn any_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
 /// The CRDs of this operator as one multi-document YAML stream, in the order
 /// `crds/` keeps them.
 /// The ValidatingAdmissionPolicy shipped with the CRDs that makes identities unforgeable.

@@ -55,6 +55,7 @@ pub struct AIPlanSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalEntry {
     /// Must equal `status.planId`; anything else is not counted.
+    #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{16}$')").message("planId must be the 16 lowercase hex characters shown in status.planId"))]
     pub plan_id: String,
     /// Why it was approved (kept in the audit trail).
@@ -92,14 +93,16 @@ pub struct PolicySnapshot {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
     /// Distinct approvers needed.
-    pub quorum: u32,
+    pub quorum: i32,
     /// Allow-lists an approver must satisfy (every one of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<AllowList>,
     /// Change windows, per policy: one window of every entry must be open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::any_list")]
     pub windows: Vec<PolicyWindows>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::any_list")]
     pub freezes: Vec<super::Freeze>,
     /// The cluster policy that pre-approves this plan, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,7 +280,7 @@ pub struct AIPlanStatus {
     pub approvals: Vec<CountedApproval>,
     /// Distinct approvals the approval policies require (absent: no policy applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approvals_required: Option<u32>,
+    pub approvals_required: Option<i32>,
     /// The approval rules in force for this plan (see `PolicySnapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySnapshot>,

@@ -120,7 +120,7 @@ pub struct RiskRule {
     pub risk: Risk,
     /// How many distinct approvers must approve the exact plan id (the requester never counts).
     #[schemars(range(min = 1, max = 10))]
-    pub quorum: u32,
+    pub quorum: i32,
     /// Only these users may approve (besides holding verb `approve` on aiplans and
     /// the rights of every step). Empty `users` and `groups`: anyone who holds them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

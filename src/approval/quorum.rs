@@ -307,7 +307,7 @@ pub fn decide_quorum(
     }
     let mut counted: Vec<Counted> = counted.into_iter().map(|(_, c)| c).collect();
     let high = status.risk == Some(Risk::High) || status.steps.iter().any(|s| s.risk == Risk::High);
-    if (counted.len() as u32) < rules.quorum.max(1) {
+    if (counted.len() as i32) < rules.quorum.max(1) {
         match &rules.pre_approved_by {
             Some(p) if !high => counted.push(Counted {
                 user: p.clone(),
@@ -391,7 +391,7 @@ mod tests {
         }
     }
 
-    fn rules(quorum: u32) -> PolicySnapshot {
+    fn rules(quorum: i32) -> PolicySnapshot {
         PolicySnapshot {
             quorum,
             ..Default::default()
@@ -405,7 +405,7 @@ mod tests {
         AIClusterApprovalPolicy::new(name, spec)
     }
 
-    fn rule(risk: Risk, quorum: u32) -> RiskRule {
+    fn rule(risk: Risk, quorum: i32) -> RiskRule {
         RiskRule {
             risk,
             quorum,

@@ -28,7 +28,7 @@ pub struct PolicyView {
 }
 
 /// `2/3 approvals (bob, carol)`.
-pub fn quorum_text(counted: &[Counted], quorum: u32) -> String {
+pub fn quorum_text(counted: &[Counted], quorum: i32) -> String {
     let names: Vec<&str> = counted.iter().map(|c| c.user.as_str()).collect();
     let who = if names.is_empty() {
         String::new()
@@ -142,7 +142,7 @@ pub(super) fn awaiting(
             let mut notes = new_counts(&counted);
             next.approvals = record(&ps.approvals, &counted, o.now);
             next.window_opens_at = None;
-            let missing = rules.quorum.max(1) as usize - counted.len();
+            let missing = (rules.quorum.max(1) as usize).saturating_sub(counted.len());
             let msg = format!(
                 "{}: waiting for {missing} more distinct approver(s) of plan {id} (the requester never counts)",
                 quorum_text(&counted, rules.quorum)
