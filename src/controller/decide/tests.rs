@@ -107,6 +107,7 @@ fn summary(d: &Decision) -> String {
             "observe gate {}",
             a.as_ref().map_or("-", |a| a.username.as_str())
         ),
+        Decision::Observe(Need::Policy) => "observe policy".into(),
         Decision::Plan => "plan".into(),
         Decision::Delete => "delete".into(),
         Decision::Finish(f) => format!("finish {:?} {}", f.phase, f.reason),
