@@ -445,3 +445,85 @@ async fn pre_approval_only_where_the_cluster_policy_says() {
     assert_eq!(plan_phase(&ns.name, &plan).await, "AwaitingApproval");
     assert_eq!(replicas(&ns.name, "web").await, 4);
 }
+
+#[tokio::test]
+async fn gitops_and_plan_approvals_count_together_towards_a_quorum() {
+    let ns = TestNs::new("pol-gitops").await;
+    let _g = guarded(&ns.name).await;
+    bind_roles(&ns.name);
+    let name = format!("gitops-{}", ns.name);
+    let _cp = ClusterPolicy(name.clone());
+    cluster_policy(
+        &name,
+        json!({"namespaces": [ns.name], "rules": [{"risk": "High", "quorum": 2}]}),
+    )
+    .await
+    .unwrap();
+    deployment(&ns.name, "web", 2).await;
+    let (plan, id) = planned(&ns.name, "r", "scale deployment web to 0 replicas").await;
+    // The GitOps path (spec.approvedPlanId on the request) is one approver ...
+    Api::<kubilitics_ai::api::AIRequest>::namespaced(client("bob").await, &ns.name)
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"approvedPlanId": id}})),
+        )
+        .await
+        .unwrap();
+    wait_plan(&ns.name, &plan, "1/2 counted", |s| s.approvals.len() == 1).await;
+    let s = plan_status(&ns.name, &plan).await;
+    assert_eq!(s.approvals[0].source, "AIRequest spec.approvedPlanId");
+    assert_eq!(replicas(&ns.name, "web").await, 2);
+    // ... and a second person on the plan completes the quorum.
+    append("carol", &ns.name, &plan, &id, "second pair of eyes", None)
+        .await
+        .unwrap();
+    wait_phase(&ns.name, "r", "Succeeded").await;
+    assert_eq!(replicas(&ns.name, "web").await, 0);
+}
+
+#[tokio::test]
+async fn the_example_policies_are_valid() {
+    let ns = TestNs::new("pol-example").await;
+    let example = std::fs::read_to_string(repo().join("examples/approval-policies.yaml"))
+        .unwrap()
+        .replace("namespace: payments", &format!("namespace: {}", ns.name));
+    let out = tool(
+        "kubectl",
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&example),
+    );
+    assert!(
+        out.contains("aiclusterapprovalpolicy.ai.kubilitics.io/default created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("aiapprovalpolicy.ai.kubilitics.io/payments created"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_webhook_the_identity_policy_guards_spec_approvals() {
+    // No webhook and no operator in this namespace: only the shipped
+    // ValidatingAdmissionPolicy stands between a user and a forged entry.
+    let ns = TestNs::new("pol-vap").await;
+    ensure_chart_rbac();
+    bind_roles(&ns.name);
+    let p: AIPlan = serde_json::from_value(json!({"apiVersion": "ai.kubilitics.io/v1alpha1", "kind": "AIPlan", "metadata": {"name": "p"}, "spec": {}})).unwrap();
+    Api::<AIPlan>::namespaced(client("admin").await, &ns.name)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+    let id = "0123456789abcdef";
+    let carol = r#"{"username":"carol","uid":"carol","groups":["system:authenticated"]}"#;
+    refused(
+        append("bob", &ns.name, "p", id, "as carol", Some(carol)).await,
+        "names the user who wrote it",
+    );
+    refused(
+        append("bob", &ns.name, "p", id, "nobody", None).await,
+        "names the user who wrote it",
+    );
+    assert!(get_plan(&ns.name, "p").await.spec.approvals.is_empty());
+}
