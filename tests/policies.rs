@@ -138,9 +138,14 @@ async fn ns_policy(
 #[tokio::test]
 async fn two_of_m_needs_two_distinct_approvers_and_never_the_requester() {
     let ns = TestNs::new("pol-quorum").await;
-    // Admission's separation of duties is off here (a misconfigured webhook): the
-    // operator alone must still never count the requester's approval.
-    let _g = guarded_with(&ns.name, |h| h.separation_of_duties = false, |_| {}).await;
+    // Separation of duties is switched off (webhook and operator): under a quorum
+    // policy the requester's approval must still never count.
+    let _g = guarded_with(
+        &ns.name,
+        |h| h.separation_of_duties = false,
+        |c| c.separation_of_duties = false,
+    )
+    .await;
     bind_roles(&ns.name);
     // alice may approve plans in general (she is on the approving team too).
     bind(&ns.name, "alice", "kubilitics-ai-approver");
