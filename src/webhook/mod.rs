@@ -816,6 +816,61 @@ mod tests {
         o
     }
 
+    fn plan_with(entries: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "ai.kubilitics.io/v1alpha1", "kind": "AIPlan",
+            "metadata": {"name": "p"}, "spec": {"approvals": entries}
+        }))
+        .unwrap()
+    }
+
+    fn who(name: &str) -> Requester {
+        Requester {
+            username: name.into(),
+            uid: Some(name.into()),
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn approval_entries_are_append_only_except_ones_own() {
+        let bob =
+            json!({"planId": "0123456789abcdef", "approver": identity_annotation(&who("bob"))});
+        let old = plan_with(json!([bob.clone()]));
+        // Appending: the new index is stamped.
+        let new =
+            plan_with(json!([bob.clone(), {"planId": "0123456789abcdef", "approver": "forged"}]));
+        assert_eq!(
+            approval_entries(Some(&old), &new, &who("carol")),
+            Ok(vec![1])
+        );
+        let ops = stamp_entries(&[1], &who("carol"));
+        assert_eq!(ops[0]["path"], "/spec/approvals/1/approver");
+        assert!(
+            ops[0]["value"]
+                .as_str()
+                .unwrap()
+                .contains("\"username\":\"carol\"")
+        );
+        // Removing or changing bob's entry: only bob.
+        let gone = plan_with(json!([]));
+        assert!(
+            approval_entries(Some(&old), &gone, &who("carol"))
+                .unwrap_err()
+                .contains("written by bob")
+        );
+        assert_eq!(approval_entries(Some(&old), &gone, &who("bob")), Ok(vec![]));
+        let mut changed = bob.clone();
+        changed["comment"] = json!("edited");
+        let edited = plan_with(json!([changed]));
+        assert!(approval_entries(Some(&old), &edited, &who("carol")).is_err());
+        // Nothing changed: nothing to stamp.
+        assert_eq!(
+            approval_entries(Some(&old), &old, &who("carol")),
+            Ok(vec![])
+        );
+    }
+
     #[test]
     fn annotate_adds_replaces_and_removes() {
         let ops = annotate(&obj(None), &[(REQUESTER_ANNOTATION, Some("a".into()))]);
