@@ -267,7 +267,8 @@ pub struct AIPlanStatus {
     pub step_count: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<PlanStep>,
-    /// Who approved (from the admission webhook when installed, otherwise the approval comment's source).
+    /// Who approved (from the admission webhook when installed, otherwise the approval comment's source);
+    /// under a quorum every counted approver, or `policy/<name>` for a pre-approved plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
