@@ -67,7 +67,7 @@ KUBILITICS_TEST_IMAGE=$("$HACK_DIR/image.sh") || die "step 'make image' failed"
 export KUBILITICS_TEST_IMAGE
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test image --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test verify --test chaos --test least_privilege \
+cargo test --test image --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test verify --test policies --test chaos --test least_privilege \
   || die "step 'cargo test --tests' failed"
 
 log "demo, end to end (step 'hack/demo.sh')"

@@ -13,10 +13,19 @@
 //!   status before its first step, and has not finished, may continue after a
 //!   restart.
 //!
+//! - [`decide_quorum`] (in `quorum.rs`), pure: under approval policies, enough
+//!   distinct approvers (never the requester) passed the gate and the change
+//!   window is open, or a cluster policy pre-approves the plan.
+//!
 //! Anything else (the controller, the webhook, a test) receives tokens, never
 //! builds them. The controller's gate (identities, separation of duties,
 //! SubjectAccessReview, the plan still hashing to its id) runs before a token
 //! from `decide_approval` is used.
+
+mod quorum;
+pub mod window;
+
+pub use quorum::*;
 
 use jiff::Timestamp;
 
@@ -119,6 +128,7 @@ mod tests {
                     comment: None,
                 }),
                 rejection: None,
+                approvals: vec![],
             },
         );
         plan.status = Some(AIPlanStatus {

@@ -1,11 +1,13 @@
 //! Kubilitics AI: a Kubernetes operator that lets people talk to their
 //! cluster in natural language through the Kubernetes API.
 //!
-//! - [`api`]: the `AIRequest` and `AIPlan` custom resources.
+//! - [`api`]: the `AIRequest` and `AIPlan` custom resources, and the approval
+//!   policies (`AIApprovalPolicy`, `AIClusterApprovalPolicy`).
 //! - [`agent`]: planners (the offline builtin planner) behind one trait.
 //! - [`tools`]: read-only tools, and mutating tools that can only be planned.
 //! - [`safety`]: guardrails and redaction.
-//! - [`approval`]: the approval decision and the only place its token is minted.
+//! - [`approval`]: the approval decision (quorums, change windows, pre-approval)
+//!   and the only place its token is minted.
 //! - [`execute`]: the executor of approved plans.
 //! - [`controller`]: the reconciler.
 //! - [`k8s`]: Kubernetes API errors shared by every module that calls the API.

@@ -125,6 +125,9 @@ fn a_namespaced_install_grants_nothing_outside_its_namespace() {
         "patch mutatingwebhookconfigurations",
         "get validatingadmissionpolicies",
         "get validatingadmissionpolicybindings",
+        "list aiclusterapprovalpolicies",
+        "watch aiclusterapprovalpolicies",
+        "patch aiclusterapprovalpolicies/status",
         "get nodes",
         "list nodes",
         "get namespaces",
@@ -672,6 +675,30 @@ fn the_service_accounts_verbs_are_exactly_what_the_code_uses() {
             "status (compare-and-swap)",
         ),
         ("create events.k8s.io/events", "every decision is an Event"),
+        (
+            "list ai.kubilitics.io/aiapprovalpolicies",
+            "policy controller and plan gate",
+        ),
+        (
+            "watch ai.kubilitics.io/aiapprovalpolicies",
+            "policy controller",
+        ),
+        (
+            "patch ai.kubilitics.io/aiapprovalpolicies/status",
+            "policy Ready condition",
+        ),
+        (
+            "list ai.kubilitics.io/aiclusterapprovalpolicies",
+            "policy controller and plan gate",
+        ),
+        (
+            "watch ai.kubilitics.io/aiclusterapprovalpolicies",
+            "policy controller",
+        ),
+        (
+            "patch ai.kubilitics.io/aiclusterapprovalpolicies/status",
+            "policy Ready condition",
+        ),
         (
             "get apps/replicasets",
             "verification: the rollout's new ReplicaSet",

@@ -7,10 +7,12 @@
 
 mod conditions;
 mod plan;
+mod policy;
 mod request;
 
 pub use conditions::*;
 pub use plan::*;
+pub use policy::*;
 pub use request::*;
 
 use kube::CustomResourceExt;
@@ -31,7 +33,8 @@ pub(crate) fn any_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Schema of a list of free-form objects (e.g. JSON Patch operations).
+/// Schema of a list of free-form objects (JSON Patch operations; copies of validated spec parts
+/// kept in a status, e.g. the change windows an approval policy had when a plan was offered).
 pub(crate) fn any_object_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
@@ -47,7 +50,12 @@ pub const IDENTITY_POLICY_YAML: &str =
 
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     let mut out = String::new();
-    for crd in [AIRequest::crd(), AIPlan::crd()] {
+    for crd in [
+        AIRequest::crd(),
+        AIPlan::crd(),
+        AIApprovalPolicy::crd(),
+        AIClusterApprovalPolicy::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&serde_norway::to_string(&crd)?);
     }

@@ -42,6 +42,90 @@ pub struct AIPlanSpec {
     /// Reject the plan; it will never run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection: Option<Rejection>,
+    /// Approvals by several people, for approval policies that need a quorum
+    /// (N-of-M): each approver appends one entry; admission stamps who wrote it
+    /// (`approver`) and when, and refuses changes to anyone else's entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub approvals: Vec<ApprovalEntry>,
+}
+
+/// One approver's approval of one exact plan (an entry of `spec.approvals`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalEntry {
+    /// Must equal `status.planId`; anything else is not counted.
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{16}$')").message("planId must be the 16 lowercase hex characters shown in status.planId"))]
+    pub plan_id: String,
+    /// Why it was approved (kept in the audit trail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub comment: Option<String>,
+    /// Set by admission to the user who wrote the entry (whatever was sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub approver: Option<String>,
+    /// Set by admission: when the entry was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+}
+
+/// An approval the operator counted towards a policy's quorum.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CountedApproval {
+    /// Who approved (username), or `policy/<name>` for a pre-approval.
+    pub user: String,
+    /// Where the approval was written.
+    pub source: String,
+    /// When the operator counted it.
+    pub at: Time,
+}
+
+/// The approval rules in force for a plan: the stricter of the rules recorded
+/// when the plan was first offered and the current policies (a policy change
+/// never loosens an offered or approved plan).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySnapshot {
+    /// The policies the rules come from, as `Kind/name@generation`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// Distinct approvers needed.
+    pub quorum: i32,
+    /// Allow-lists an approver must satisfy (every one of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowList>,
+    /// Change windows, per policy: one window of every entry must be open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::any_object_list")]
+    pub windows: Vec<PolicyWindows>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::any_object_list")]
+    pub freezes: Vec<super::Freeze>,
+    /// The cluster policy that pre-approves this plan, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_approved_by: Option<String>,
+}
+
+/// Users and groups one policy admits as approvers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowList {
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// The change windows of one policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyWindows {
+    pub policy: String,
+    pub windows: Vec<super::ChangeWindow>,
 }
 
 /// An approval of one exact plan.
@@ -267,7 +351,8 @@ pub struct AIPlanStatus {
     pub step_count: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<PlanStep>,
-    /// Who approved (from the admission webhook when installed, otherwise the approval comment's source).
+    /// Who approved (from the admission webhook when installed, otherwise the approval comment's source);
+    /// under a quorum every counted approver, or `policy/<name>` for a pre-approved plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,6 +360,18 @@ pub struct AIPlanStatus {
     /// After this time the plan never executes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// Approvals counted towards an approval policy's quorum (distinct people).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<CountedApproval>,
+    /// Distinct approvals the approval policies require (absent: no policy applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<i32>,
+    /// The approval rules in force for this plan (see `PolicySnapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySnapshot>,
+    /// When the change window next opens (while the plan waits for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_opens_at: Option<Time>,
     /// The last approval id that did not match (an `ApprovalMismatch` event was emitted for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_mismatched_plan_id: Option<String>,

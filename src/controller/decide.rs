@@ -18,6 +18,8 @@
 //! | `AwaitingApproval`    | exact id, gate not checked       | `Observe(Gate)`                       |
 //! | `AwaitingApproval`    | exact id, gate refuses           | refuse once, wait                     |
 //! | `AwaitingApproval`    | exact id, gate passes            | `Approved`, request `Executing`, run  |
+//! | `AwaitingApproval`    | policies not read yet            | `Observe(Policy)`                     |
+//! | `AwaitingApproval`    | a policy applies / `approvals[]` | quorum, window (see `decide/policy.rs`)|
 //! | `Approved`/`Executing`| approval recorded                | resume the run                        |
 //! | `Approved`/`Executing`| no approval recorded             | `Finish` `Failed`                     |
 //! | final                 |                                  | mirror onto the request               |
@@ -72,6 +74,8 @@ pub struct Observed<'a> {
     pub gate: Option<Result<(), String>>,
     pub finished_ttl: Option<Duration>,
     pub gitops_identities: &'a [String],
+    /// The approval policies in force and the approvals' gate verdicts, once read.
+    pub policy: Option<policy::PolicyView>,
 }
 
 /// What to read before deciding.
@@ -81,6 +85,8 @@ pub enum Need {
     Plan(String),
     /// The approval gate, for this approver (as stamped at admission).
     Gate(Option<Requester>),
+    /// The approval policies that apply to the plan, and the gate for each of its approvals.
+    Policy,
 }
 
 /// What happens next.
@@ -443,6 +449,15 @@ fn awaiting(
     ps: AIPlanStatus,
     rstatus: &AIRequestStatus,
 ) -> Decision {
+    // Approval policies (quorum, windows, pre-approval) decide when any apply,
+    // when the plan was offered under one, or when it carries `spec.approvals`.
+    match &o.policy {
+        None => return Decision::Observe(Need::Policy),
+        Some(view) if view.rules.is_some() || !plan.spec.approvals.is_empty() => {
+            return policy::awaiting(o, plan, ps, rstatus, view);
+        }
+        Some(_) => {}
+    }
     let req = o.request;
     let id = ps.plan_id.clone().unwrap_or_default();
     let expiry = ps.expires_at.clone().map(|t| t.0).unwrap_or(o.now);
@@ -656,5 +671,6 @@ pub fn superseded(plan: &AIPlan) -> Option<Update> {
     })
 }
 
+pub mod policy;
 #[cfg(test)]
 mod tests;

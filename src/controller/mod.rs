@@ -12,6 +12,7 @@ mod context;
 mod decide;
 pub mod leader;
 mod planning;
+mod policies;
 mod request;
 mod status;
 
@@ -103,6 +104,10 @@ pub async fn run(
             )
         });
     tracing::info!("controller started");
+    let policies = tokio::spawn(policies::run(
+        ctx.client.clone(),
+        ctx.config.namespace.clone(),
+    ));
     Controller::for_stream(request_stream, reader)
         .owns_stream(plan_stream)
         .with_config(ControllerConfig::default().concurrency(concurrency))
@@ -114,6 +119,7 @@ pub async fn run(
             }
         })
         .await;
+    policies.abort();
     ready.set(false);
     tracing::info!("controller stopped");
     Ok(())

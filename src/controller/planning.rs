@@ -661,17 +661,12 @@ async fn propose(
         Note::normal(&req_ref, reason::APPROVAL_REQUIRED, "Approve", ask.as_str()),
     ];
     tracing::info!(plan = %plan_name, plan_id = %id, risk = ?d.risk, steps = d.steps.len(), "planned; awaiting approval");
-    // A GitOps approval may already be committed with the request; and a plan
-    // reused after a crash may have been approved or rejected meanwhile (its
-    // spec change was seen before this reconcile, so nothing else triggers one).
-    let then = if req.spec.approved_plan_id.is_some()
-        || created.spec.approval.is_some()
-        || created.spec.rejection.is_some()
-    {
-        Next::After(Duration::from_millis(10))
-    } else {
-        Next::Until(expires)
-    };
+    // Decide on the new plan right away: a GitOps approval may already be
+    // committed with the request; a plan reused after a crash may have been
+    // approved or rejected meanwhile (its spec change was seen before this
+    // reconcile, so nothing else triggers one); and an approval policy may
+    // pre-approve it (issue 23). A plan nobody approved yet just waits then.
+    let then = Next::After(Duration::from_millis(10));
     Ok(Update {
         notes,
         request: Some(next),

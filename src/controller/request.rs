@@ -59,6 +59,7 @@ async fn reconcile_inner(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Actio
         gate: None,
         finished_ttl: ctx.config.finished_ttl,
         gitops_identities: &ctx.config.gitops_identities,
+        policy: None,
     };
     loop {
         let t = Target {
@@ -75,6 +76,12 @@ async fn reconcile_inner(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Actio
                     return Ok(Action::await_change());
                 };
                 obs.gate = Some(gate(&ctx, &req, plan, approver.as_ref()).await?);
+            }
+            Applied::Observe(Need::Policy) => {
+                let Some(Some(plan)) = &obs.plan else {
+                    return Ok(Action::await_change());
+                };
+                obs.policy = Some(super::policies::view(&ctx, &req, plan).await?);
             }
             Applied::Plan => {
                 let update = planning::plan(&ctx, &req, obs.digest.clone()).await?;
@@ -105,7 +112,7 @@ async fn reconcile_inner(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Actio
 /// GitOps identity), holds verb `approve` on this plan and may perform every
 /// stored step; and the stored plan still hashes to its id (which binds this
 /// plan object's uid). `Ok(Err(why))` refuses; `Err` is transient (retried).
-async fn gate(
+pub(super) async fn gate(
     ctx: &Context,
     req: &AIRequest,
     plan: &AIPlan,

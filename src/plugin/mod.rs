@@ -326,14 +326,31 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
             if let Some(c) = comment {
                 approval["comment"] = serde_json::Value::String(c);
             }
+            // Under a quorum (N-of-M) each approver appends an entry of their own
+            // to spec.approvals (admission stamps who); otherwise spec.approval.
+            let quorum = s.approvals_required.unwrap_or(1) > 1 || !p.spec.approvals.is_empty();
+            let patch = if quorum {
+                let op = if p.spec.approvals.is_empty() {
+                    serde_json::json!([{"op": "add", "path": "/spec/approvals", "value": [approval]}])
+                } else {
+                    serde_json::json!([{"op": "add", "path": "/spec/approvals/-", "value": approval}])
+                };
+                Patch::Json::<serde_json::Value>(serde_json::from_value(op)?)
+            } else {
+                Patch::Merge(serde_json::json!({"spec": {"approval": approval}}))
+            };
             plans
-                .patch(
-                    &plan,
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({"spec": {"approval": approval}})),
-                )
+                .patch(&plan, &PatchParams::default(), &patch)
                 .await
                 .map_err(|e| anyhow::anyhow!(explain(&e, &format!("approving {plan}"))))?;
+            if quorum {
+                println!(
+                    "{} your approval of plan {plan} (id {id}) is recorded; it runs once {} distinct approver(s) approved (see kubectl kubilitics show {plan})",
+                    style.paint("32", "✔"),
+                    s.approvals_required.unwrap_or(1)
+                );
+                return Ok(());
+            }
             println!(
                 "{} plan {plan} approved with id {id}",
                 style.paint("32", "✔")
@@ -387,19 +404,59 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
     }
 }
 
+/// The approval-policy state of a plan: quorum (`1/2 approvals (bob)`), who
+/// approved, and the change window it waits for.
+pub fn approval_lines(s: &crate::api::AIPlanStatus) -> Vec<String> {
+    let mut out = vec![];
+    if let Some(n) = s.approvals_required {
+        let who: Vec<&str> = s.approvals.iter().map(|a| a.user.as_str()).collect();
+        let names = if who.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", who.join(", "))
+        };
+        out.push(format!(
+            "approvals: {}/{n} approvals{names}",
+            s.approvals.len()
+        ));
+    }
+    if let Some(p) = &s.policy
+        && !p.sources.is_empty()
+    {
+        out.push(format!("policies: {}", p.sources.join(", ")));
+    }
+    if let Some(c) = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::WAITING_FOR_WINDOW && c.status == "True")
+    {
+        out.push(format!("window: waiting — {}", c.message));
+    }
+    if let Some(t) = &s.window_opens_at {
+        out.push(format!("window opens at {}", t.0));
+    }
+    if let Some(by) = &s.approved_by {
+        out.push(format!("approved by {by}"));
+    }
+    out
+}
+
 fn show(style: &Style, p: &AIPlan) {
     let s = p.status.clone().unwrap_or_default();
     println!(
         "{} {}  request {}  phase {:?}  risk {:?}  plan id {}",
         style.bold("Plan"),
         p.name_any(),
-        s.request.unwrap_or_default(),
+        s.request.clone().unwrap_or_default(),
         s.phase.unwrap_or(PlanPhase::AwaitingApproval),
         s.risk.unwrap_or_default(),
         style.bold(s.plan_id.as_deref().unwrap_or("-"))
     );
-    if let Some(t) = s.expires_at {
+    if let Some(t) = &s.expires_at {
         println!("expires {}", t.0);
+    }
+    for l in approval_lines(&s) {
+        println!("{l}");
     }
     for (i, step) in s.steps.iter().enumerate() {
         println!(
@@ -485,6 +542,42 @@ mod tests {
                 "automatic rollback: NEVER — a deleted pod cannot be restored"
             ]
         );
+    }
+
+    #[test]
+    fn approval_lines_show_the_quorum_and_the_window() {
+        use crate::api::{AIPlanStatus, CountedApproval, WAITING_FOR_WINDOW};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let t: jiff::Timestamp = "2026-01-01T09:00:00Z".parse().unwrap();
+        let s = AIPlanStatus {
+            approvals_required: Some(2),
+            approvals: vec![CountedApproval {
+                user: "bob".into(),
+                source: "AIPlan spec.approvals".into(),
+                at: Time(t),
+            }],
+            window_opens_at: Some(Time(t)),
+            conditions: vec![Condition {
+                type_: WAITING_FOR_WINDOW.into(),
+                status: "True".into(),
+                reason: WAITING_FOR_WINDOW.into(),
+                message: "frozen until 2026-01-01T09:00:00Z".into(),
+                last_transition_time: Time(t),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        };
+        let l = approval_lines(&s);
+        assert_eq!(l[0], "approvals: 1/2 approvals (bob)");
+        assert!(
+            l.iter()
+                .any(|x| x.contains("window: waiting — frozen until"))
+        );
+        assert!(
+            l.iter()
+                .any(|x| x == "window opens at 2026-01-01T09:00:00Z")
+        );
+        assert!(approval_lines(&AIPlanStatus::default()).is_empty());
     }
 
     #[test]

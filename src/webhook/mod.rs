@@ -8,7 +8,9 @@
 //!   the inputs (prompt, targetNamespace, mode, model, conversation, rollback) by
 //!   anyone but the requester (username and uid); a new `approvedPlanId` is an
 //!   approval.
-//! - `AIPlan` UPDATE: a new `spec.approval` or `spec.rejection` is an approval.
+//! - `AIPlan` UPDATE: a new `spec.approval` or `spec.rejection` is an approval;
+//!   so is a new entry of `spec.approvals` (quorums), stamped with its writer
+//!   and time; changing or removing someone else's entry is refused.
 //! - An approval needs: not the requester (separation of duties, except
 //!   configured GitOps identities), verb `approve` on the plan
 //!   (SubjectAccessReview, like CSR approval), and — to approve — the
@@ -661,7 +663,10 @@ async fn admit_plan(
     let new_rejection = spec_field(Some(obj), "rejection");
     let approving = new_approval.is_some() && new_approval != spec_field(old, "approval");
     let rejecting = new_rejection.is_some() && new_rejection != spec_field(old, "rejection");
-    if !approving && !rejecting {
+    // Entries of spec.approvals (N-of-M quorums): each names who wrote it.
+    let new_entries = approval_entries(old, obj, &user)?;
+    let listing = !new_entries.is_empty();
+    if !approving && !rejecting && !listing {
         return Ok(annotate(
             obj,
             &[(
@@ -709,13 +714,76 @@ async fn admit_plan(
         stored.as_ref(),
         requester.as_ref(),
         &user,
-        approving,
+        approving || listing,
     )
     .await?;
-    Ok(annotate(
-        obj,
-        &[(APPROVED_BY_ANNOTATION, Some(identity_annotation(&user)))],
-    ))
+    let approver = if approving || rejecting {
+        Some(identity_annotation(&user))
+    } else {
+        old_ann.get(APPROVED_BY_ANNOTATION).cloned()
+    };
+    let mut ops = annotate(obj, &[(APPROVED_BY_ANNOTATION, approver)]);
+    ops.extend(stamp_entries(&new_entries, &user));
+    Ok(ops)
+}
+
+/// The indexes of the `spec.approvals` entries this update adds (anything not
+/// in the stored list, byte for byte). Refuses an update that changes or
+/// removes an entry someone else wrote; one's own may be withdrawn.
+fn approval_entries(
+    old: Option<&DynamicObject>,
+    obj: &DynamicObject,
+    user: &Requester,
+) -> Result<Vec<usize>, String> {
+    let list = |o: Option<&DynamicObject>| {
+        spec_field(o, "approvals")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (list(old), list(Some(obj)));
+    for entry in &before {
+        if after.contains(entry) {
+            continue;
+        }
+        let owner = entry
+            .get("approver")
+            .and_then(Value::as_str)
+            .and_then(|a| serde_json::from_str::<Requester>(a).ok());
+        match owner {
+            Some(o) if crate::access::same_person(&o, user) && o.username == user.username => {}
+            _ => {
+                return Err(format!(
+                    "kubilitics-ai: {} may not change or remove an entry of spec.approvals written by {}; append your own entry instead",
+                    user.username,
+                    owner.map_or("someone else".to_string(), |o| o.username)
+                ));
+            }
+        }
+    }
+    Ok(after
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !before.contains(e))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// JSON patch stamping new `spec.approvals` entries with their writer and the time.
+fn stamp_entries(indexes: &[usize], user: &Requester) -> Vec<Value> {
+    let now = Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| Timestamp::now());
+    let at = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    indexes
+        .iter()
+        .flat_map(|i| {
+            [
+                json!({"op": "add", "path": format!("/spec/approvals/{i}/approver"), "value": identity_annotation(user)}),
+                json!({"op": "add", "path": format!("/spec/approvals/{i}/approvedAt"), "value": at}),
+            ]
+        })
+        .collect()
 }
 
 /// Who may approve (or reject) a plan: not its requester (separation of
@@ -772,6 +840,62 @@ mod tests {
                 .collect()
         });
         o
+    }
+
+    fn plan_with(entries: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "ai.kubilitics.io/v1alpha1", "kind": "AIPlan",
+            "metadata": {"name": "p"}, "spec": {"approvals": entries}
+        }))
+        .unwrap()
+    }
+
+    fn who(name: &str) -> Requester {
+        Requester {
+            username: name.into(),
+            uid: Some(name.into()),
+            groups: vec![],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn approval_entries_are_append_only_except_ones_own() {
+        let bob =
+            json!({"planId": "0123456789abcdef", "approver": identity_annotation(&who("bob"))});
+        let old = plan_with(json!([bob.clone()]));
+        // Appending: the new index is stamped.
+        let new =
+            plan_with(json!([bob.clone(), {"planId": "0123456789abcdef", "approver": "forged"}]));
+        assert_eq!(
+            approval_entries(Some(&old), &new, &who("carol")),
+            Ok(vec![1])
+        );
+        let ops = stamp_entries(&[1], &who("carol"));
+        assert_eq!(ops[0]["path"], "/spec/approvals/1/approver");
+        assert!(
+            ops[0]["value"]
+                .as_str()
+                .unwrap()
+                .contains("\"username\":\"carol\"")
+        );
+        // Removing or changing bob's entry: only bob.
+        let gone = plan_with(json!([]));
+        assert!(
+            approval_entries(Some(&old), &gone, &who("carol"))
+                .unwrap_err()
+                .contains("written by bob")
+        );
+        assert_eq!(approval_entries(Some(&old), &gone, &who("bob")), Ok(vec![]));
+        let mut changed = bob.clone();
+        changed["comment"] = json!("edited");
+        let edited = plan_with(json!([changed]));
+        assert!(approval_entries(Some(&old), &edited, &who("carol")).is_err());
+        // Nothing changed: nothing to stamp.
+        assert_eq!(
+            approval_entries(Some(&old), &old, &who("carol")),
+            Ok(vec![])
+        );
     }
 
     #[test]

@@ -503,6 +503,8 @@ pub fn ensure_chart_rbac() {
             "kubilitics-ai-operator",
             "kubilitics-ai-requester",
             "kubilitics-ai-approver",
+            "kubilitics-ai-policy-admin",
+            "kubilitics-ai-policy-viewer",
         ] {
             tool(
                 "kubectl",

@@ -26,6 +26,13 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: [ai.kubilitics.io]
     resources: [airequests/status, aiplans/status]
     verbs: [get, patch, update]
+  # Approval policies of a namespace: read them, report their Ready condition.
+  - apiGroups: [ai.kubilitics.io]
+    resources: [aiapprovalpolicies]
+    verbs: [list, watch]
+  - apiGroups: [ai.kubilitics.io]
+    resources: [aiapprovalpolicies/status]
+    verbs: [patch]
   - apiGroups: [events.k8s.io]
     resources: [events]
     verbs: [create]

@@ -107,6 +107,7 @@ fn summary(d: &Decision) -> String {
             "observe gate {}",
             a.as_ref().map_or("-", |a| a.username.as_str())
         ),
+        Decision::Observe(Need::Policy) => "observe policy".into(),
         Decision::Plan => "plan".into(),
         Decision::Delete => "delete".into(),
         Decision::Finish(f) => format!("finish {:?} {}", f.phase, f.reason),
@@ -417,6 +418,7 @@ fn every_transition() {
             gate: c.gate,
             finished_ttl: c.ttl,
             gitops_identities: &[],
+            policy: Some(Default::default()),
         };
         assert_eq!(summary(&decide(&obs)), c.expected, "{}", c.name);
     }
@@ -435,6 +437,7 @@ fn approval_records_who_and_uses_the_id_once() {
         gate: Some(Ok(())),
         finished_ttl: None,
         gitops_identities: &gitops,
+        policy: Some(Default::default()),
     };
     let Decision::Update(u) = decide(&obs) else {
         panic!("not an update")
@@ -553,5 +556,140 @@ fn digest_ignores_approval_but_not_inputs() {
         },
     ] {
         assert_ne!(d, input_digest(&changed, "shop"), "{changed:?}");
+    }
+}
+
+/// The policy path: a plan awaiting approval under rules (`decide/policy.rs`).
+mod policies {
+    use super::*;
+    use crate::api::{ChangeWindow, PolicySnapshot, PolicyWindows, WAITING_FOR_WINDOW};
+    use crate::approval::{Candidate, SOURCE_PLAN_LIST};
+    use crate::controller::decide::policy::PolicyView;
+
+    fn person(name: &str) -> Requester {
+        Requester {
+            username: name.into(),
+            uid: None,
+            groups: vec![],
+            ..Default::default()
+        }
+    }
+
+    fn view(quorum: i32, who: &[&str]) -> PolicyView {
+        PolicyView {
+            rules: Some(PolicySnapshot {
+                quorum,
+                sources: vec!["AIClusterApprovalPolicy/default@1".into()],
+                ..Default::default()
+            }),
+            candidates: who
+                .iter()
+                .map(|w| Candidate {
+                    who: Some(person(w)),
+                    source: SOURCE_PLAN_LIST,
+                    plan_id: ID.into(),
+                    gate: Ok(()),
+                })
+                .collect(),
+            requester: Some(person("alice")),
+        }
+    }
+
+    fn decide_with(v: Option<PolicyView>) -> Decision {
+        let req = request(RequestPhase::AwaitingApproval, Some("r-1"));
+        let obs = Observed {
+            request: &req,
+            digest: input_digest(&req.spec, "shop"),
+            now: now(),
+            plan: Some(Some(plan(PlanPhase::AwaitingApproval, LATER))),
+            gate: None,
+            finished_ttl: None,
+            gitops_identities: &[],
+            policy: v,
+        };
+        decide(&obs)
+    }
+
+    #[test]
+    fn policies_are_read_before_an_awaiting_plan_is_decided() {
+        assert!(matches!(decide_with(None), Decision::Observe(Need::Policy)));
+    }
+
+    #[test]
+    fn below_the_quorum_the_plan_waits_and_records_who_counted() {
+        let Decision::Update(u) = decide_with(Some(view(2, &["bob", "alice"]))) else {
+            panic!("not an update")
+        };
+        let ps = u.plan.expect("plan status");
+        assert_eq!(ps.approvals_required, Some(2));
+        let users: Vec<&str> = ps.approvals.iter().map(|a| a.user.as_str()).collect();
+        assert_eq!(users, ["bob"]);
+        let ready = ps.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert!(
+            ready.message.starts_with("1/2 approvals (bob)"),
+            "{}",
+            ready.message
+        );
+        assert!(matches!(u.then, Next::Until(_)));
+        assert!(
+            u.notes
+                .iter()
+                .any(|n| n.reason == crate::api::APPROVAL_COUNTED)
+        );
+    }
+
+    #[test]
+    fn at_the_quorum_it_runs_and_names_every_approver() {
+        let Decision::Update(u) = decide_with(Some(view(2, &["bob", "carol"]))) else {
+            panic!("not an update")
+        };
+        let Next::Execute(e) = u.then else {
+            panic!("not executed")
+        };
+        let by = e.plan.approved_by.unwrap();
+        assert!(
+            by.contains("bob") && by.contains("carol") && by.contains("2/2"),
+            "{by}"
+        );
+        assert_eq!(e.plan.phase, Some(PlanPhase::Approved));
+    }
+
+    #[test]
+    fn a_closed_window_waits_until_it_opens() {
+        let mut v = view(1, &["bob"]);
+        v.rules.as_mut().unwrap().windows = vec![PolicyWindows {
+            policy: "p".into(),
+            windows: vec![ChangeWindow {
+                schedule: "30 0 * * *".into(),
+                duration: "1h".into(),
+                time_zone: None,
+            }],
+        }];
+        let Decision::Update(u) = decide_with(Some(v)) else {
+            panic!("not an update")
+        };
+        let opens: Timestamp = "2026-01-01T00:30:00Z".parse().unwrap();
+        assert!(matches!(u.then, Next::Until(t) if t == opens));
+        let ps = u.plan.unwrap();
+        assert_eq!(ps.window_opens_at, Some(Time(opens)));
+        assert!(
+            ps.conditions
+                .iter()
+                .any(|c| c.type_ == WAITING_FOR_WINDOW && c.status == "True")
+        );
+        assert_eq!(ps.phase, Some(PlanPhase::AwaitingApproval));
+    }
+
+    #[test]
+    fn pre_approval_is_recorded_as_the_policy() {
+        let mut v = view(1, &[]);
+        v.rules.as_mut().unwrap().pre_approved_by = Some("policy/safe".into());
+        let Decision::Update(u) = decide_with(Some(v)) else {
+            panic!("not an update")
+        };
+        let Next::Execute(e) = u.then else {
+            panic!("not executed")
+        };
+        assert_eq!(e.plan.approved_by.as_deref(), Some("policy/safe"));
     }
 }
