@@ -35,6 +35,8 @@ pub enum Action {
     Describe,
     Events,
     ClusterHealth,
+    /// "Why …", "what's wrong with …", "investigate …", an alert: the `diagnose` tool.
+    Diagnose,
     Scale,
     Restart,
     DeletePod,
@@ -78,6 +80,7 @@ impl Action {
             Action::Describe => "describe_resource",
             Action::Events => "get_events",
             Action::ClusterHealth => "get_cluster_health",
+            Action::Diagnose => "diagnose",
             Action::Scale => "scale_deployment",
             Action::Restart => "rollout_restart",
             Action::DeletePod => "delete_pod",
@@ -957,6 +960,9 @@ fn has_verb(piece: &str) -> bool {
 /// When one of several actions is a refusal or a question, only that one is
 /// returned: a request is planned whole or not at all.
 pub fn parse(prompt: &str) -> Vec<Intent> {
+    if let Some(d) = diagnose_intent(prompt) {
+        return vec![d];
+    }
     let mut all: Vec<Intent> = clauses(prompt.trim())
         .iter()
         .flat_map(|c| parse_clause(c))
@@ -995,6 +1001,59 @@ pub fn parse(prompt: &str) -> Vec<Intent> {
     }
     all
 }
+
+/// A question about a cause ("why is web crashing?", "what's wrong with the api deployment?",
+/// "investigate checkout", an alert): one `diagnose` of the object it names, or of the namespace.
+/// A request that also asks for a change is not one ("why did it scale to 0" asks, "investigate
+/// and restart api" changes): those keep their ordinary reading.
+fn diagnose_intent(prompt: &str) -> Option<Intent> {
+    let text = normalize(&prompt.to_lowercase());
+    if !DIAGNOSE_RE.is_match(&text) && !crate::diagnose::intent::is_alert_prompt(prompt) {
+        return None;
+    }
+    let words = tokens(&text);
+    let changes = [
+        "scale", "scaled", "restart", "delete", "deleted", "remove", "removed", "create", "kill",
+        "rollback", "undo", "patch", "set", "bump",
+    ];
+    if words.iter().any(|w| changes.contains(&w.as_str())) {
+        return None;
+    }
+    let mut base = parse_clause(prompt).into_iter().next()?;
+    // An alert names its object in `label=value` form.
+    if let Some((kind, name)) = crate::diagnose::intent::alert_object(prompt) {
+        base.kind = kind_of(kind);
+        base.name = Some(name);
+    }
+    // An alert's request lives in the alert's namespace: nothing in its text moves it.
+    if crate::diagnose::intent::is_alert_prompt(prompt) {
+        base.namespace = None;
+        if crate::diagnose::intent::alert_object(prompt).is_none() {
+            base.name = None;
+            base.kind = None;
+        }
+    }
+    // "why is my pod crashing": a kind word without a name is no object.
+    if base.name.as_deref().is_some_and(|n| !is_dns(n) || STOP.contains(&n)) {
+        base.name = None;
+    }
+    Some(Intent {
+        action: Action::Diagnose,
+        kind: base.kind,
+        name: base.name,
+        namespace: base.namespace,
+        replicas: None,
+        tail_lines: None,
+        since_seconds: None,
+        container: None,
+        data: BTreeMap::new(),
+        refers_back: false,
+    })
+}
+
+static DIAGNOSE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^\s*(?:why\b|what'?s wrong|what is wrong|whats wrong|what went wrong|what'?s going on with|investigate\b|diagnose\b|troubleshoot\b|debug\b|root cause\b|find the root cause|is something wrong)|\b(?:root cause|diagnose|troubleshoot)\b")
+});
 
 /// Parses one action (several when it names several objects: "restart api and worker").
 fn parse_clause(clause: &str) -> Vec<Intent> {
@@ -1993,7 +2052,7 @@ mod tests {
         act("get pods -n kube-system", Action::ListPods);
         act("which pods are failing", Action::ListPods);
         act("describe pod web-abc", Action::PodDetails);
-        act("what's wrong with pod worker-ghi789?", Action::PodDetails);
+        act("what's wrong with pod worker-ghi789?", Action::Diagnose);
         act("show logs of pod web-abc", Action::PodLogs);
         act("logs for web-abc, last 20 lines", Action::PodLogs);
         act("list deployments", Action::ListDeployments);

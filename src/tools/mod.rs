@@ -6,6 +6,7 @@
 //! so no read-only path can reach a mutating call.
 
 pub mod compact;
+mod diagnose;
 mod format;
 mod lookup;
 mod mutate;
@@ -18,4 +19,4 @@ pub use lookup::{
     Resolution, Workload, WorkloadLookup, describe_resolution, edit_distance, resolve,
 };
 pub use mutate::{Check, GENERIC_KINDS, Mutation, PatchStrategy, WorkloadKind, diff, generic_kind};
-pub use read::{ReadCall, ReadTools};
+pub use read::{LOG_LIMIT_BYTES, ReadCall, ReadTools};
