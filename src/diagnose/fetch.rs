@@ -114,14 +114,23 @@ pub async fn snapshot(client: &Client, ns: &str) -> Result<Snapshot, ToolError> 
 async fn crash_logs(client: &Client, ns: &str, pods: &[Pod]) -> BTreeMap<String, String> {
     let api = Api::<Pod>::namespaced(client.clone(), ns);
     let mut out = BTreeMap::new();
-    let crashing = pods.iter().flat_map(|p| {
-        p.status
-            .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten())
-            .filter(|c| c.restart_count > 0 || c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-            .map(move |c| (p.name_any(), c.name.clone(), c.restart_count > 0))
-    });
-    for (pod, container, restarted) in crashing.take(MAX_LOGS) {
+    let mut crashing: Vec<(String, String, bool)> = Vec::new();
+    for p in pods {
+        for c in p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let terminated = c.state.as_ref().is_some_and(|s| s.terminated.is_some());
+            if c.restart_count > 0 || terminated {
+                crashing.push((p.name_any(), c.name.clone(), c.restart_count > 0));
+            }
+        }
+    }
+    crashing.truncate(MAX_LOGS);
+    for (pod, container, restarted) in crashing {
         let lp = |previous| LogParams {
             container: Some(container.clone()),
             tail_lines: Some(LOG_LINES),

@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{AIRequest, AIRequestSpec, AlertStatus, Mode};
 use crate::diagnose::intent::ALERT_PREFIX;
-use crate::telemetry::events::Events;
+use crate::telemetry::Events;
 
 /// The label or annotation an alert (or its route) sets to ask for a plan.
 pub const MODE_KEY: &str = "kubilitics.io/mode";
@@ -457,7 +457,8 @@ impl Receiver {
             tracing::warn!(count = rest.len(), summary = %name, fingerprints = ?rest.iter().map(|(a, _)| fingerprint(a)).collect::<Vec<_>>(), "alerts listed in a summary request");
             let api = Api::<AIRequest>::namespaced(self.requester.clone(), &self.cfg.default_namespace);
             match api.create(&PostParams::default(), &s).await {
-                Ok(_) | Err(kube::Error::Api(kube::core::ErrorResponse { code: 409, .. })) => {}
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e),
             }
             out.summarized = rest.len();
