@@ -35,6 +35,13 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: [apps]
     resources: [deployments, statefulsets, daemonsets]
     verbs: [get, list, watch]
+  # The diagnose tool (src/diagnose/fetch.rs) lists these too; ConfigMaps by name only.
+  - apiGroups: [apps]
+    resources: [replicasets]
+    verbs: [list]
+  - apiGroups: ["", batch, autoscaling, discovery.k8s.io]
+    resources: [persistentvolumeclaims, jobs, horizontalpodautoscalers, endpointslices]
+    verbs: [list]
   - apiGroups: [apps]
     resources: [deployments, statefulsets]
     verbs: [patch]
