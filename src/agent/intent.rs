@@ -1011,7 +1011,8 @@ fn diagnose_intent(prompt: &str) -> Option<Intent> {
     if !DIAGNOSE_RE.is_match(&text) && !crate::diagnose::intent::is_alert_prompt(prompt) {
         return None;
     }
-    let words = tokens(&text);
+    let alert = crate::diagnose::intent::is_alert_prompt(prompt);
+    let words = if alert { vec![] } else { tokens(&text) };
     let changes = [
         "scale", "scaled", "restart", "delete", "deleted", "remove", "removed", "create", "kill",
         "rollback", "undo", "patch", "set", "bump",
@@ -1019,19 +1020,22 @@ fn diagnose_intent(prompt: &str) -> Option<Intent> {
     if words.iter().any(|w| changes.contains(&w.as_str())) {
         return None;
     }
-    let mut base = parse_clause(prompt).into_iter().next()?;
+    // An alert's text is data: none of its words is parsed as a request.
+    let mut base = if alert {
+        parse_clause("")
+    } else {
+        parse_clause(prompt)
+    }
+    .into_iter()
+    .next()?;
     // An alert names its object in `label=value` form.
     if let Some((kind, name)) = crate::diagnose::intent::alert_object(prompt) {
         base.kind = kind_of(kind);
         base.name = Some(name);
     }
     // An alert's request lives in the alert's namespace: nothing in its text moves it.
-    if crate::diagnose::intent::is_alert_prompt(prompt) {
+    if alert {
         base.namespace = None;
-        if crate::diagnose::intent::alert_object(prompt).is_none() {
-            base.name = None;
-            base.kind = None;
-        }
     }
     // "why is my pod crashing": a kind word without a name is no object.
     if base.name.as_deref().is_some_and(|n| !is_dns(n) || STOP.contains(&n)) {

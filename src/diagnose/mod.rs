@@ -900,20 +900,38 @@ fn service_endpoints(s: &Snapshot, svc: &Service) -> Option<Finding> {
             related: not_ready.iter().map(|n| format!("Pod/{n}")).collect(),
         });
     }
-    // Nothing matches: the closest label sets (most selector keys present).
-    let mut best: Option<(usize, &Pod)> = None;
-    for p in &live {
-        let l = p.labels();
-        let score = selector
-            .iter()
-            .filter(|(k, v)| l.get(*k) == Some(*v))
-            .count()
-            * 2
-            + selector.keys().filter(|k| l.contains_key(*k)).count();
-        if score > 0 && best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, p));
+    // Nothing matches: the closest label set — most selector entries equal, then most keys
+    // present, then the most similar values (shared prefix, small edit distance).
+    let closeness = |l: &BTreeMap<String, String>| -> i64 {
+        let mut score = 0i64;
+        for (k, v) in &selector {
+            match l.get(k) {
+                Some(x) if x == v => score += 10_000,
+                Some(x) => {
+                    let prefix = x.chars().zip(v.chars()).take_while(|(a, b)| a == b).count() as i64;
+                    score += 1_000 + prefix * 2 - crate::tools::edit_distance(x, v) as i64;
+                }
+                None => {}
+            }
         }
-    }
+        score
+    };
+    let mut ranked: Vec<(i64, &Pod)> = live
+        .iter()
+        .map(|p| (closeness(p.labels()), *p))
+        .filter(|(s, _)| *s > 0)
+        .collect();
+    ranked.sort_by_key(|(s, p)| (std::cmp::Reverse(*s), p.name_any()));
+    let best = ranked.first().copied();
+    // Certain only when no pod of another workload is as close.
+    let owner = |p: &Pod| deployment_of(s, p).or_else(|| p.owner_references().first().map(|o| o.name.clone())).unwrap_or_else(|| p.name_any());
+    let unique = best.is_some_and(|(b, bp)| {
+        ranked
+            .iter()
+            .filter(|(sc, q)| *sc == b && owner(q) != owner(bp))
+            .count()
+            == 0
+    });
     let mut evidence = vec![format!(
         "selector {sel_text} matches none of the {} pod(s) in `{}`",
         live.len(),
@@ -942,7 +960,7 @@ fn service_endpoints(s: &Snapshot, svc: &Service) -> Option<Finding> {
                     })
                 })
                 .collect();
-            if new_sel.len() == selector.len() && owners.len() == 1 {
+            if unique && new_sel.len() == selector.len() && owners.len() == 1 {
                 let m = Mutation::PatchResource {
                     namespace: s.namespace.clone(),
                     kind: "Service".into(),

@@ -324,7 +324,7 @@ pub fn summary_request(
         ));
     }
     let mut r = AIRequest::new(
-        &format!("alert-storm-{digest}"),
+        &format!("alerts-summary-{digest}"),
         AIRequestSpec {
             prompt: p,
             mode: Some(Mode::ReadOnly),

@@ -27,7 +27,8 @@ impl ReadTools {
         namespace: &str,
         name: Option<&str>,
     ) -> Result<Vec<Finding>, ToolError> {
-        let snap = fetch::snapshot(&self.client, namespace).await?;
+        // Boxed: nine concurrent lists make a large future, kept off the caller's stack.
+        let snap = Box::pin(fetch::snapshot(&self.client, namespace)).await?;
         Ok(analyze_for(&snap, name))
     }
 }
