@@ -256,13 +256,21 @@ struct RunArgs {
     log_format: LogFormat,
     /// Serve the Alertmanager webhook receiver here (path /alertmanager): firing alerts become
     /// AIRequests (ReadOnly unless the alert sets kubilitics.io/mode: Plan).
-    #[arg(long, env = "KUBILITICS_ALERTMANAGER_ADDR", requires = "alertmanager_token_file")]
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_ADDR",
+        requires = "alertmanager_token_file"
+    )]
     alertmanager_addr: Option<std::net::SocketAddr>,
     /// File holding the bearer token Alertmanager sends (a mounted Secret key).
     #[arg(long, env = "KUBILITICS_ALERTMANAGER_TOKEN_FILE")]
     alertmanager_token_file: Option<std::path::PathBuf>,
     /// Namespace of requests for alerts without a namespace label, and of storm summaries.
-    #[arg(long, env = "KUBILITICS_ALERTMANAGER_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_NAMESPACE",
+        default_value = "default"
+    )]
     alertmanager_namespace: String,
     /// The requester identity of requests from alerts (impersonated; default: the
     /// kubilitics-ai-alerts ServiceAccount in --state-namespace).
@@ -274,9 +282,17 @@ struct RunArgs {
     /// A re-fire this soon after a resolution reuses the alert's request.
     #[arg(long, env = "KUBILITICS_ALERTMANAGER_COOLDOWN", default_value = "1h", value_parser = parse_duration)]
     alertmanager_cooldown: Duration,
-    #[arg(long, env = "KUBILITICS_ALERTMANAGER_TLS_CERT", requires = "alertmanager_tls_key")]
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_TLS_CERT",
+        requires = "alertmanager_tls_key"
+    )]
     alertmanager_tls_cert: Option<std::path::PathBuf>,
-    #[arg(long, env = "KUBILITICS_ALERTMANAGER_TLS_KEY", requires = "alertmanager_tls_cert")]
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_TLS_KEY",
+        requires = "alertmanager_tls_cert"
+    )]
     alertmanager_tls_key: Option<std::path::PathBuf>,
 }
 
@@ -463,14 +479,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let alerts = match (args.alertmanager_addr, &args.alertmanager_token_file) {
         (Some(addr), Some(file)) => {
             let token = std::fs::read_to_string(file)
-                .map_err(|e| anyhow::anyhow!("cannot read --alertmanager-token-file {}: {e}", file.display()))?
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read --alertmanager-token-file {}: {e}",
+                        file.display()
+                    )
+                })?
                 .trim()
                 .to_string();
             if token.len() < 16 {
                 anyhow::bail!("the Alertmanager bearer token must be at least 16 characters");
             }
             let identity = args.alertmanager_identity.clone().unwrap_or_else(|| {
-                format!("system:serviceaccount:{}:kubilitics-ai-alerts", args.state_namespace)
+                format!(
+                    "system:serviceaccount:{}:kubilitics-ai-alerts",
+                    args.state_namespace
+                )
             });
             let mut refused = config.guardrails.protected_namespaces.clone();
             refused.push(args.state_namespace.clone());
@@ -481,7 +505,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 refused_namespaces: refused,
                 max_requests_per_minute: args.alertmanager_rate_limit,
                 cooldown: args.alertmanager_cooldown,
-                tls: args.alertmanager_tls_cert.clone().zip(args.alertmanager_tls_key.clone()),
+                tls: args
+                    .alertmanager_tls_cert
+                    .clone()
+                    .zip(args.alertmanager_tls_key.clone()),
                 ..Default::default()
             };
             let requester =

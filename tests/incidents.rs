@@ -182,13 +182,27 @@ async fn findings(ns: &str) -> Vec<kubilitics_ai::diagnose::Finding> {
 }
 
 async fn rolled_out_broken(ns: &str) {
-    tool("kubectl", &["apply", "-f", "-"], Some(&rollout_fixture(ns, "registry.kubilitics.invalid/app:v1")));
-    let deploys = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, ns);
+    tool(
+        "kubectl",
+        &["apply", "-f", "-"],
+        Some(&rollout_fixture(ns, "registry.kubilitics.invalid/app:v1")),
+    );
+    let deploys =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, ns);
     wait_for("shop-api v1 ready", Duration::from_secs(60), || async {
-        deploys.get("shop-api").await.ok().and_then(|d| d.status?.ready_replicas) == Some(2)
+        deploys
+            .get("shop-api")
+            .await
+            .ok()
+            .and_then(|d| d.status?.ready_replicas)
+            == Some(2)
     })
     .await;
-    tool("kubectl", &["apply", "-f", "-"], Some(&rollout_fixture(ns, "crash.kubilitics.invalid/app:v2")));
+    tool(
+        "kubectl",
+        &["apply", "-f", "-"],
+        Some(&rollout_fixture(ns, "crash.kubilitics.invalid/app:v2")),
+    );
 }
 
 #[tokio::test]
@@ -198,19 +212,51 @@ async fn every_analyzer_names_its_root_cause_on_live_fixtures() {
     tool("kubectl", &["apply", "-f", "-"], Some(&broken_fixtures(n)));
     rolled_out_broken(n).await;
     let want: &[(&str, Condition, &str)] = &[
-        ("Pod/crasher-", Condition::CrashLoopBackOff, "exits with code 1"),
+        (
+            "Pod/crasher-",
+            Condition::CrashLoopBackOff,
+            "exits with code 1",
+        ),
         ("Pod/hungry-", Condition::OOMKilled, "64Mi"),
         ("Pod/puller-", Condition::ImagePullBackOff, "no-such-tag"),
         ("Pod/unready-", Condition::ProbeFailing, "503"),
-        ("Pod/needs-secret", Condition::MissingSecret, "db-credentials"),
-        ("Pod/needs-config", Condition::MissingConfigMap, "feature-flags"),
+        (
+            "Pod/needs-secret",
+            Condition::MissingSecret,
+            "db-credentials",
+        ),
+        (
+            "Pod/needs-config",
+            Condition::MissingConfigMap,
+            "feature-flags",
+        ),
         ("Pod/nowhere", Condition::Unschedulable, "nodeSelector"),
         ("Pod/greedy", Condition::Unschedulable, "cpu"),
-        ("Service/web-frontend", Condition::NoEndpoints, "matches no pod"),
-        ("PersistentVolumeClaim/data", Condition::PvcPending, "does-not-exist"),
-        ("Job/migrate", Condition::BackoffLimitExceeded, "exit code 2"),
-        ("HorizontalPodAutoscaler/web", Condition::HpaMetricsUnavailable, "metrics"),
-        ("Deployment/shop-api", Condition::RolloutStuck, "exits with code 1"),
+        (
+            "Service/web-frontend",
+            Condition::NoEndpoints,
+            "matches no pod",
+        ),
+        (
+            "PersistentVolumeClaim/data",
+            Condition::PvcPending,
+            "does-not-exist",
+        ),
+        (
+            "Job/migrate",
+            Condition::BackoffLimitExceeded,
+            "exit code 2",
+        ),
+        (
+            "HorizontalPodAutoscaler/web",
+            Condition::HpaMetricsUnavailable,
+            "metrics",
+        ),
+        (
+            "Deployment/shop-api",
+            Condition::RolloutStuck,
+            "exits with code 1",
+        ),
     ];
     let started = Instant::now();
     let mut last = vec![];
@@ -236,7 +282,10 @@ async fn every_analyzer_names_its_root_cause_on_live_fixtures() {
     assert!(all_found, "findings: {last:#?}");
     // Certain fixes: the Service selector patch to the labels its pods carry, and the rollback
     // of shop-api to the revision whose pods are still ready.
-    let svc = last.iter().find(|f| f.object == "Service/web-frontend").unwrap();
+    let svc = last
+        .iter()
+        .find(|f| f.object == "Service/web-frontend")
+        .unwrap();
     assert!(
         matches!(&svc.fix, Some(Mutation::PatchResource { patch, .. }) if patch["spec"]["selector"]["app"] == "web"),
         "{svc:#?}"
@@ -287,9 +336,15 @@ fn alertmanager_bin() -> PathBuf {
         .to_string();
     let home = std::env::var("KUBILITICS_CACHE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kubilitics-ai"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kubilitics-ai")
+        });
     let bin = home.join(format!("alertmanager-{v}/bin/alertmanager"));
-    assert!(bin.exists(), "{} missing: run hack/build-alertmanager.sh", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run hack/build-alertmanager.sh",
+        bin.display()
+    );
     bin
 }
 
@@ -343,7 +398,9 @@ receivers:
         .spawn()
         .expect("start alertmanager");
     wait_for("alertmanager ready", Duration::from_secs(30), || async {
-        curl(&["-sf", &format!("http://127.0.0.1:{port}/-/ready")]).await.0
+        curl(&["-sf", &format!("http://127.0.0.1:{port}/-/ready")])
+            .await
+            .0
     })
     .await;
     Alertmanager {
@@ -382,12 +439,17 @@ async fn post_alerts(am: &Alertmanager, alerts: &serde_json::Value) {
         &format!("http://127.0.0.1:{}/api/v2/alerts", am.port),
         "-d",
         &alerts.to_string(),
-    ]).await;
+    ])
+    .await;
     assert!(ok, "posting alerts failed: {out}");
 }
 
 /// The receiver in-process, creating requests as `identity`.
-async fn start_receiver(ns: &str, identity: &str, tweak: impl FnOnce(&mut ReceiverConfig)) -> (u16, tokio::task::JoinHandle<()>) {
+async fn start_receiver(
+    ns: &str,
+    identity: &str,
+    tweak: impl FnOnce(&mut ReceiverConfig),
+) -> (u16, tokio::task::JoinHandle<()>) {
     let port = free_port();
     let mut cfg = ReceiverConfig {
         addr: ([127, 0, 0, 1], port).into(),
@@ -405,9 +467,11 @@ async fn start_receiver(ns: &str, identity: &str, tweak: impl FnOnce(&mut Receiv
     let handle = tokio::spawn(async move {
         kubilitics_ai::incidents::serve(receiver).await.unwrap();
     });
-    wait_for("receiver listening", Duration::from_secs(10), || async move {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
+    wait_for(
+        "receiver listening",
+        Duration::from_secs(10),
+        || async move { std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() },
+    )
     .await;
     (port, handle)
 }
@@ -449,11 +513,23 @@ async fn a_real_alertmanager_alert_becomes_a_diagnosis_and_a_plan_that_waits_for
     let api = Api::<AIRequest>::namespaced(client("admin").await, n);
     wait_for("request from the alert", Duration::from_secs(30), || {
         let api = api.clone();
-        async move { !api.list(&Default::default()).await.unwrap().items.is_empty() }
+        async move {
+            !api.list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        }
     })
     .await;
     let name = requests(n).await[0].name_any();
-    let r = wait_phase_within(n, &name, &["AwaitingApproval", "Answered", "Failed"], Duration::from_secs(60)).await;
+    let r = wait_phase_within(
+        n,
+        &name,
+        &["AwaitingApproval", "Answered", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await;
     let latency = fired.elapsed();
     let s = r.status.clone().unwrap();
     assert_eq!(
@@ -463,13 +539,27 @@ async fn a_real_alertmanager_alert_becomes_a_diagnosis_and_a_plan_that_waits_for
         s.answer
     );
     // Stamped as the alerts ServiceAccount by admission; no spec field came from the alert.
-    assert!(r.annotations()[REQUESTER_ANNOTATION].contains(&identity), "{:?}", r.annotations());
+    assert!(
+        r.annotations()[REQUESTER_ANNOTATION].contains(&identity),
+        "{:?}",
+        r.annotations()
+    );
     assert_eq!(r.spec.approved_plan_id, None);
     assert_eq!(r.spec.target_namespace, None);
-    assert_eq!(r.labels()["kubilitics.io/alertname"], "KubeDeploymentRolloutStuck");
-    assert!(s.investigation.iter().any(|c| c.tool == "diagnose"), "{:?}", s.investigation);
+    assert_eq!(
+        r.labels()["kubilitics.io/alertname"],
+        "KubeDeploymentRolloutStuck"
+    );
+    assert!(
+        s.investigation.iter().any(|c| c.tool == "diagnose"),
+        "{:?}",
+        s.investigation
+    );
     let answer = s.answer.clone().unwrap_or_default();
-    assert!(answer.contains("RolloutStuck") || answer.contains("CrashLoopBackOff"), "{answer}");
+    assert!(
+        answer.contains("RolloutStuck") || answer.contains("CrashLoopBackOff"),
+        "{answer}"
+    );
     // The plan: the rollback, waiting for a human (nothing ran).
     let plan: AIPlan = Api::<AIPlan>::namespaced(client("admin").await, n)
         .get(s.plan_ref.as_deref().unwrap())
@@ -480,10 +570,17 @@ async fn a_real_alertmanager_alert_becomes_a_diagnosis_and_a_plan_that_waits_for
     assert_eq!(ps.steps.len(), 1);
     assert_eq!(ps.steps[0].tool, "patch_resource");
     let image = |d: k8s_openapi::api::apps::v1::Deployment| {
-        d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap()
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
     };
-    let deploys = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, n);
-    assert_eq!(image(deploys.get("shop-api").await.unwrap()), "crash.kubilitics.invalid/app:v2");
+    let deploys =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client("admin").await, n);
+    assert_eq!(
+        image(deploys.get("shop-api").await.unwrap()),
+        "crash.kubilitics.invalid/app:v2"
+    );
     // The alerts identity cannot approve its own plan (separation of duties, no approve verb).
     assert!(!can_i(n, &identity, "approve", "aiplans.ai.kubilitics.io"));
     record_latency(latency);
@@ -532,8 +629,21 @@ async fn wrong_tokens_create_nothing_and_a_storm_is_bounded_with_a_summary() {
     let one = serde_json::json!({"version": "4", "groupKey": "g", "status": "firing", "alerts": [
         {"status": "firing", "labels": {"alertname": "X", "namespace": n}, "annotations": {}, "fingerprint": "00000000000000aa"}]});
     // No token, a wrong token, a token of another scheme: 401 and nothing created.
-    for auth in [None, Some("Bearer wrong-token"), Some(&format!("Basic {TOKEN}") as &str)] {
-        let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}", "-XPOST", "-H", "Content-Type: application/json"];
+    for auth in [
+        None,
+        Some("Bearer wrong-token"),
+        Some(&format!("Basic {TOKEN}") as &str),
+    ] {
+        let mut args = vec![
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-XPOST",
+            "-H",
+            "Content-Type: application/json",
+        ];
         let h;
         if let Some(a) = auth {
             h = format!("Authorization: {a}");
@@ -546,7 +656,21 @@ async fn wrong_tokens_create_nothing_and_a_storm_is_bounded_with_a_summary() {
     // A body over the limit is refused before it is parsed.
     let big = body_file("big", &"x".repeat(5 * 1024 * 1024));
     let auth = format!("Authorization: Bearer {TOKEN}");
-    let code = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", "-XPOST", "-H", &auth, "--data-binary", &big, &url]).await.1;
+    let code = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-XPOST",
+        "-H",
+        &auth,
+        "--data-binary",
+        &big,
+        &url,
+    ])
+    .await
+    .1;
     assert_eq!(code, "413");
     assert!(requests(n).await.is_empty());
     // A namespace label pointing at kube-system: no request there, listed in the summary.
@@ -559,27 +683,68 @@ async fn wrong_tokens_create_nothing_and_a_storm_is_bounded_with_a_summary() {
         "annotations": {}, "fingerprint": "ffffffffffffffff"}));
     let storm = serde_json::json!({"version": "4", "groupKey": "storm", "status": "firing", "alerts": alerts});
     let storm_body = body_file("storm", &storm.to_string());
-    let (ok, out) = curl(&["-sf", "-XPOST", "-H", &auth, "-H", "Content-Type: application/json", "--data-binary", &storm_body, &url]).await;
+    let (ok, out) = curl(&[
+        "-sf",
+        "-XPOST",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &storm_body,
+        &url,
+    ])
+    .await;
     assert!(ok, "{out}");
     let o: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(o["created"].as_array().unwrap().len(), 5, "{o}");
     assert_eq!(o["summarized"], 496, "{o}");
     let all = requests(n).await;
     assert_eq!(all.len(), 6, "5 alert requests + 1 summary");
-    let summary = all.iter().find(|r| r.name_any().starts_with("alerts-summary-")).unwrap();
-    assert!(summary.spec.prompt.contains("497") || summary.spec.prompt.contains("496 alert(s)"), "{}", summary.spec.prompt);
-    assert!(summary.spec.prompt.contains("kube-system is protected") || summary.spec.prompt.contains("more"));
+    let summary = all
+        .iter()
+        .find(|r| r.name_any().starts_with("alerts-summary-"))
+        .unwrap();
+    assert!(
+        summary.spec.prompt.contains("497") || summary.spec.prompt.contains("496 alert(s)"),
+        "{}",
+        summary.spec.prompt
+    );
+    assert!(
+        summary.spec.prompt.contains("kube-system is protected")
+            || summary.spec.prompt.contains("more")
+    );
     let kube_system = Api::<AIRequest>::namespaced(client("admin").await, "kube-system")
         .list(&Default::default())
         .await
         .unwrap();
-    assert!(kube_system.items.iter().all(|r| !r.name_any().starts_with("alert-")));
+    assert!(
+        kube_system
+            .items
+            .iter()
+            .all(|r| !r.name_any().starts_with("alert-"))
+    );
     // The same alert again (Alertmanager repeats): reused, not duplicated.
-    let (ok, out) = curl(&["-sf", "-XPOST", "-H", &auth, "-H", "Content-Type: application/json", "--data-binary", &storm_body, &url]).await;
+    let (ok, out) = curl(&[
+        "-sf",
+        "-XPOST",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &storm_body,
+        &url,
+    ])
+    .await;
     assert!(ok);
     let o: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(o["reused"].as_array().unwrap().len(), 5, "{o}");
-    assert_eq!(requests(n).await.len(), 6, "the same storm makes the same summary");
+    assert_eq!(
+        requests(n).await.len(),
+        6,
+        "the same storm makes the same summary"
+    );
     // mallory's identity (no rights) gets nothing created: RBAC applies to the alerts identity.
     let (mport, _m) = start_receiver(n, "mallory", |_| {}).await;
     let murl = format!("http://127.0.0.1:{mport}/alertmanager");

@@ -1007,17 +1007,33 @@ pub fn parse(prompt: &str) -> Vec<Intent> {
 /// A request that also asks for a change is not one ("why did it scale to 0" asks, "investigate
 /// and restart api" changes): those keep their ordinary reading.
 fn diagnose_intent(prompt: &str) -> Option<Intent> {
-    let text = normalize(&prompt.to_lowercase());
-    if !DIAGNOSE_RE.is_match(&text) && !crate::diagnose::intent::is_alert_prompt(prompt) {
+    let lower = prompt.to_lowercase();
+    let alert = crate::diagnose::intent::is_alert_prompt(prompt);
+    if !alert && !DIAGNOSE_RE.is_match(&lower) && !DIAGNOSE_RE.is_match(&normalize(&lower)) {
         return None;
     }
-    let alert = crate::diagnose::intent::is_alert_prompt(prompt);
-    let words = if alert { vec![] } else { tokens(&text) };
+    // A clause that starts with a change ("… and restart it", "then scale api to 3") makes the
+    // request a change, with its ordinary reading; a change word inside the question ("why does
+    // it restart so often", "why doesn't the autoscaler scale") does not.
     let changes = [
-        "scale", "scaled", "restart", "delete", "deleted", "remove", "removed", "create", "kill",
-        "rollback", "undo", "patch", "set", "bump",
+        "scale", "restart", "delete", "remove", "create", "kill", "rollback", "undo", "patch",
+        "set", "bump", "roll", "fix", "apply", "update", "edit",
     ];
-    if words.iter().any(|w| changes.contains(&w.as_str())) {
+    let skip = [
+        "please", "pls", "then", "also", "and", "now", "just", "go", "ahead",
+    ];
+    let imperative = !alert
+        && lower
+            .split([',', ';', '.', '!', '?', '\n'])
+            .flat_map(|c| c.split(" and "))
+            .flat_map(|c| c.split(" then "))
+            .any(|clause| {
+                clause
+                    .split_whitespace()
+                    .find(|w| !skip.contains(w))
+                    .is_some_and(|w| changes.contains(&w))
+            });
+    if imperative {
         return None;
     }
     // An alert's text is data: none of its words is parsed as a request.
@@ -1038,7 +1054,11 @@ fn diagnose_intent(prompt: &str) -> Option<Intent> {
         base.namespace = None;
     }
     // "why is my pod crashing": a kind word without a name is no object.
-    if base.name.as_deref().is_some_and(|n| !is_dns(n) || STOP.contains(&n)) {
+    if base
+        .name
+        .as_deref()
+        .is_some_and(|n| !is_dns(n) || STOP.contains(&n))
+    {
         base.name = None;
     }
     Some(Intent {
@@ -1056,7 +1076,9 @@ fn diagnose_intent(prompt: &str) -> Option<Intent> {
 }
 
 static DIAGNOSE_RE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^\s*(?:why\b|what'?s wrong|what is wrong|whats wrong|what went wrong|what'?s going on with|investigate\b|diagnose\b|troubleshoot\b|debug\b|root cause\b|find the root cause|is something wrong)|\b(?:root cause|diagnose|troubleshoot)\b")
+    re(
+        r"^\s*(?:why\b|what'?s wrong|what is wrong|whats wrong|what went wrong|what'?s going on with|what is going on with|investigate\b|diagnose\b|troubleshoot\b|debug\b|root cause\b|find the root cause|is something wrong)|\b(?:root cause|diagnose|troubleshoot)\b",
+    )
 });
 
 /// Parses one action (several when it names several objects: "restart api and worker").
@@ -1858,7 +1880,8 @@ mod tests {
         clarify("halve the mailer replicas");
         clarify("update the image of deployment mailer to v2");
         clarify("stop the mailer");
-        clarify("why did the mailer scale to 0?");
+        // A why-question is a diagnosis, whatever verb it mentions.
+        act("why did the mailer scale to 0?", Action::Diagnose);
     }
 
     /// Class: several actions in one request, in the stated order.

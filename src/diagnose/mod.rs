@@ -256,11 +256,11 @@ fn pod_findings(s: &Snapshot, p: &Pod) -> Vec<Finding> {
             .and_then(|l| l.terminated.as_ref())
             .or(cs.state.as_ref().and_then(|st| st.terminated.as_ref()));
         // Missing ConfigMap/Secret: the container cannot even be created.
-        if wreason == "CreateContainerConfigError" || wreason == "CreateContainerError" {
-            if let Some(f) = missing_reference(s, p, &cs.name, &wmsg) {
-                out.push(mk(f.0, f.1, f.2, None, f.3));
-                continue;
-            }
+        if (wreason == "CreateContainerConfigError" || wreason == "CreateContainerError")
+            && let Some(f) = missing_reference(s, p, &cs.name, &wmsg)
+        {
+            out.push(mk(f.0, f.1, f.2, None, f.3));
+            continue;
         }
         if matches!(
             wreason.as_str(),
@@ -361,7 +361,10 @@ fn pod_findings(s: &Snapshot, p: &Pod) -> Vec<Finding> {
                     }
                 ),
             ];
-            if let Some(m) = last.and_then(|t| t.message.clone()).filter(|m| !m.is_empty()) {
+            if let Some(m) = last
+                .and_then(|t| t.message.clone())
+                .filter(|m| !m.is_empty())
+            {
                 evidence.push(format!("termination message: {m}"));
             }
             let logs = s.logs.get(&format!("{name}/{}", cs.name));
@@ -492,8 +495,7 @@ fn probe_events(s: &Snapshot, pod: &str, which: &str) -> Option<String> {
                 && e.reason.as_deref() == Some("Unhealthy")
         })
         .filter_map(|e| e.message.clone())
-        .filter(|m| m.starts_with(which))
-        .next_back()
+        .rfind(|m| m.starts_with(which))
 }
 
 /// The scheduler's message → (cause, advice).
@@ -627,12 +629,18 @@ fn missing_reference(
     if let Some(names) = &s.configmaps {
         for (kind, name, place) in refs.iter().filter(|r| r.0 == "ConfigMap") {
             if !names.contains(name) {
-                evidence.push(format!("{kind} `{name}` referenced by {place} does not exist"));
+                evidence.push(format!(
+                    "{kind} `{name}` referenced by {place} does not exist"
+                ));
                 return Some((
                     Condition::MissingConfigMap,
                     evidence,
-                    format!("the pod references ConfigMap `{name}` ({place}), which does not exist"),
-                    format!("create ConfigMap `{name}` (or fix the reference), then the pod starts"),
+                    format!(
+                        "the pod references ConfigMap `{name}` ({place}), which does not exist"
+                    ),
+                    format!(
+                        "create ConfigMap `{name}` (or fix the reference), then the pod starts"
+                    ),
                 ));
             }
         }
@@ -655,7 +663,9 @@ fn missing_reference(
             Condition::MissingSecret,
             evidence,
             format!("the pod references Secret `{name}` ({place}), which does not exist"),
-            format!("create Secret `{name}` with your own credentials (Kubilitics never handles Secret data), or fix the reference"),
+            format!(
+                "create Secret `{name}` with your own credentials (Kubilitics never handles Secret data), or fix the reference"
+            ),
         ));
     }
     if !msg.is_empty() && msg.contains("configmap") {
@@ -797,11 +807,13 @@ fn rollout_stuck(s: &Snapshot, d: &Deployment) -> Option<Finding> {
         .iter()
         .flatten()
         .find(|c| c.type_ == "Progressing");
-    let deadline = progressing
-        .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+    let deadline = progressing.is_some_and(|c| {
+        c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
     let unavailable = st.unavailable_replicas.unwrap_or(0);
     let updated = st.updated_replicas.unwrap_or(0);
-    if !deadline && !(unavailable > 0 && updated > 0 && st.ready_replicas.unwrap_or(0) < desired) {
+    let stalled = unavailable > 0 && updated > 0 && st.ready_replicas.unwrap_or(0) < desired;
+    if !deadline && !stalled {
         return None;
     }
     let mut evidence = vec![format!(
@@ -876,7 +888,10 @@ fn service_endpoints(s: &Snapshot, svc: &Service) -> Option<Finding> {
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     let sel_text = fmt_labels(&selector);
-    let matching: Vec<&&Pod> = live.iter().filter(|p| matches(&selector, p.labels())).collect();
+    let matching: Vec<&&Pod> = live
+        .iter()
+        .filter(|p| matches(&selector, p.labels()))
+        .collect();
     if !matching.is_empty() {
         let not_ready: Vec<String> = matching.iter().map(|p| p.name_any()).collect();
         let pod_cause = matching
@@ -888,12 +903,19 @@ fn service_endpoints(s: &Snapshot, svc: &Service) -> Option<Finding> {
             object: format!("Service/{name}"),
             condition: Condition::NoEndpoints,
             evidence: vec![
-                format!("selector {sel_text} matches {} pod(s), none ready", matching.len()),
+                format!(
+                    "selector {sel_text} matches {} pod(s), none ready",
+                    matching.len()
+                ),
                 format!("pods: {}", not_ready.join(", ")),
             ],
             cause: match pod_cause {
-                Some(c) => format!("Service `{name}` has no ready endpoints because its pods are not ready: {c}"),
-                None => format!("Service `{name}` has no ready endpoints: the pods it selects are not ready"),
+                Some(c) => format!(
+                    "Service `{name}` has no ready endpoints because its pods are not ready: {c}"
+                ),
+                None => format!(
+                    "Service `{name}` has no ready endpoints: the pods it selects are not ready"
+                ),
             },
             fix: None,
             advice: "fix the pods (see their findings); the Service itself is right".into(),
@@ -908,7 +930,8 @@ fn service_endpoints(s: &Snapshot, svc: &Service) -> Option<Finding> {
             match l.get(k) {
                 Some(x) if x == v => score += 10_000,
                 Some(x) => {
-                    let prefix = x.chars().zip(v.chars()).take_while(|(a, b)| a == b).count() as i64;
+                    let prefix =
+                        x.chars().zip(v.chars()).take_while(|(a, b)| a == b).count() as i64;
                     score += 1_000 + prefix * 2 - crate::tools::edit_distance(x, v) as i64;
                 }
                 None => {}
@@ -924,7 +947,11 @@ fn service_endpoints(s: &Snapshot, svc: &Service) -> Option<Finding> {
     ranked.sort_by_key(|(s, p)| (std::cmp::Reverse(*s), p.name_any()));
     let best = ranked.first().copied();
     // Certain only when no pod of another workload is as close.
-    let owner = |p: &Pod| deployment_of(s, p).or_else(|| p.owner_references().first().map(|o| o.name.clone())).unwrap_or_else(|| p.name_any());
+    let owner = |p: &Pod| {
+        deployment_of(s, p)
+            .or_else(|| p.owner_references().first().map(|o| o.name.clone()))
+            .unwrap_or_else(|| p.name_any())
+    };
     let unique = best.is_some_and(|(b, bp)| {
         ranked
             .iter()
@@ -1090,10 +1117,7 @@ fn job_failed(s: &Snapshot, j: &Job) -> Option<Finding> {
     evidence.push(format!(
         "failed pods: {}, backoffLimit: {}",
         st.failed.unwrap_or(0),
-        j.spec
-            .as_ref()
-            .and_then(|s| s.backoff_limit)
-            .unwrap_or(6)
+        j.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6)
     ));
     let pod = s.pods.iter().find(|p| {
         p.owner_references()
@@ -1138,8 +1162,12 @@ fn job_failed(s: &Snapshot, j: &Job) -> Option<Finding> {
         evidence,
         cause,
         fix: None,
-        advice: "fix the command or its input, then create the Job again (a failed Job does not retry)".into(),
-        related: pod.map(|p| vec![format!("Pod/{}", p.name_any())]).unwrap_or_default(),
+        advice:
+            "fix the command or its input, then create the Job again (a failed Job does not retry)"
+                .into(),
+        related: pod
+            .map(|p| vec![format!("Pod/{}", p.name_any())])
+            .unwrap_or_default(),
     })
 }
 
@@ -1154,14 +1182,20 @@ fn hpa_metrics(h: &HorizontalPodAutoscaler) -> Option<Finding> {
         .find(|c| c.type_ == "ScalingActive" && c.status == "False")?;
     let reason = c.reason.clone().unwrap_or_default();
     let msg = c.message.clone().unwrap_or_default();
-    let target = Some(&h.spec).map(|s| {
-        format!("{}/{}", s.scale_target_ref.kind, s.scale_target_ref.name)
-    });
+    let target =
+        Some(&h.spec).map(|s| format!("{}/{}", s.scale_target_ref.kind, s.scale_target_ref.name));
     let m = msg.to_ascii_lowercase();
-    let cause = if m.contains("metrics.k8s.io") || m.contains("resource metrics") || m.contains("metrics api") {
-        format!("HorizontalPodAutoscaler `{name}` cannot fetch resource metrics: the metrics API (metrics-server) is not available")
+    let cause = if m.contains("metrics.k8s.io")
+        || m.contains("resource metrics")
+        || m.contains("metrics api")
+    {
+        format!(
+            "HorizontalPodAutoscaler `{name}` cannot fetch resource metrics: the metrics API (metrics-server) is not available"
+        )
     } else if m.contains("missing request") {
-        format!("HorizontalPodAutoscaler `{name}` cannot compute utilization: the target's containers set no resource requests")
+        format!(
+            "HorizontalPodAutoscaler `{name}` cannot compute utilization: the target's containers set no resource requests"
+        )
     } else {
         format!("HorizontalPodAutoscaler `{name}` cannot scale: {reason}")
     };

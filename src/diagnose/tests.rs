@@ -74,8 +74,18 @@ fn crashloop_names_exit_code_restarts_logs_and_rolls_back_to_the_healthy_revisio
     assert_eq!(f[0].condition, Condition::CrashLoopBackOff, "{f:#?}");
     assert!(f[0].cause.contains("code 127"), "{}", f[0].cause);
     assert!(f[0].evidence.iter().any(|e| e.contains("restarts 7")));
-    assert!(f[0].evidence.iter().any(|e| e.contains("executable file not found")));
-    let Some(Mutation::PatchResource { name, patch, strategy, .. }) = &f[0].fix else {
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("executable file not found"))
+    );
+    let Some(Mutation::PatchResource {
+        name,
+        patch,
+        strategy,
+        ..
+    }) = &f[0].fix
+    else {
         panic!("no fix: {f:#?}")
     };
     assert_eq!(name, "api");
@@ -85,7 +95,10 @@ fn crashloop_names_exit_code_restarts_logs_and_rolls_back_to_the_healthy_revisio
         "api:v1"
     );
     // The stuck rollout is reported too, with the pods' failure as its cause.
-    let r = f.iter().find(|f| f.condition == Condition::RolloutStuck).unwrap();
+    let r = f
+        .iter()
+        .find(|f| f.condition == Condition::RolloutStuck)
+        .unwrap();
     assert!(r.cause.contains("code 127"), "{}", r.cause);
 }
 
@@ -99,8 +112,17 @@ fn no_rollback_without_a_revision_proven_healthy_or_when_more_than_images_change
     assert!(analyze(&s).iter().all(|f| f.fix.is_none()));
     // The older revision differs in more than its image (an env var): not certain.
     let mut old = rs("api-1", "1", "api:v1", 2);
-    old.spec.as_mut().unwrap().template.as_mut().unwrap().spec.as_mut().unwrap().containers[0].env =
-        Some(vec![obj(json!({"name": "MODE", "value": "x"}))]);
+    old.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .as_mut()
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .env = Some(vec![obj(json!({"name": "MODE", "value": "x"}))]);
     s.replicasets = vec![old, rs("api-2", "2", "api:v2", 0)];
     assert!(analyze(&s).iter().all(|f| f.fix.is_none()));
 }
@@ -139,8 +161,14 @@ fn image_pull_names_the_image() {
 fn unschedulable_reads_the_scheduler() {
     for (msg, want) in [
         ("0/3 nodes are available: 3 Insufficient memory.", "memory"),
-        ("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.", "nodeSelector"),
-        ("0/2 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}.", "taint"),
+        (
+            "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.",
+            "nodeSelector",
+        ),
+        (
+            "0/2 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}.",
+            "taint",
+        ),
     ] {
         let mut s = snap();
         s.pods = vec![pod(
@@ -159,7 +187,12 @@ fn unschedulable_reads_the_scheduler() {
 #[test]
 fn service_selector_typo_gets_a_selector_patch_to_the_pods_labels() {
     let mut s = snap();
-    s.pods = vec![pod("web-1", json!({"app": "web", "tier": "front"}), container("w"), json!({"phase": "Running"}))];
+    s.pods = vec![pod(
+        "web-1",
+        json!({"app": "web", "tier": "front"}),
+        container("w"),
+        json!({"phase": "Running"}),
+    )];
     s.services = vec![obj(json!({"metadata": {"name": "web", "namespace": "ns"},
         "spec": {"selector": {"app": "wbe"}, "ports": [{"port": 80}]}}))];
     let f = analyze(&s);
@@ -206,13 +239,17 @@ fn pvc_job_and_hpa() {
     let mut s = snap();
     s.pvcs = vec![obj(json!({"metadata": {"name": "data", "namespace": "ns"},
         "spec": {"storageClassName": "fast-ssd", "accessModes": ["ReadWriteOnce"]}, "status": {"phase": "Pending"}}))];
-    s.events = vec![obj(json!({"metadata": {"name": "e1", "namespace": "ns"}, "reason": "ProvisioningFailed",
+    s.events = vec![obj(
+        json!({"metadata": {"name": "e1", "namespace": "ns"}, "reason": "ProvisioningFailed",
         "message": "storageclass.storage.k8s.io \"fast-ssd\" not found",
-        "involvedObject": {"kind": "PersistentVolumeClaim", "name": "data"}}))];
-    s.jobs = vec![obj(json!({"metadata": {"name": "migrate", "namespace": "ns"}, "spec": {"backoffLimit": 1,
+        "involvedObject": {"kind": "PersistentVolumeClaim", "name": "data"}}),
+    )];
+    s.jobs = vec![obj(
+        json!({"metadata": {"name": "migrate", "namespace": "ns"}, "spec": {"backoffLimit": 1,
         "template": {"spec": {"containers": [{"name": "m", "image": "x"}], "restartPolicy": "Never"}}},
         "status": {"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-            "message": "Job has reached the specified backoff limit"}]}}))];
+            "message": "Job has reached the specified backoff limit"}]}}),
+    )];
     s.hpas = vec![obj(json!({"metadata": {"name": "api", "namespace": "ns"},
         "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "api", "apiVersion": "apps/v1"}},
         "status": {"desiredReplicas": 0, "conditions": [{"type": "ScalingActive", "status": "False",
@@ -222,7 +259,11 @@ fn pvc_job_and_hpa() {
     let c: Vec<Condition> = f.iter().map(|f| f.condition).collect();
     assert_eq!(
         c,
-        [Condition::PvcPending, Condition::BackoffLimitExceeded, Condition::HpaMetricsUnavailable]
+        [
+            Condition::PvcPending,
+            Condition::BackoffLimitExceeded,
+            Condition::HpaMetricsUnavailable
+        ]
     );
     assert!(f[0].cause.contains("fast-ssd"));
     assert!(f[2].cause.contains("metrics"));
@@ -241,9 +282,11 @@ fn readiness_probe_failure_uses_the_kubelet_event() {
         json!({"phase": "Running", "containerStatuses": [{"name": "app", "image": "x", "imageID": "",
             "ready": false, "restartCount": 0, "state": {"running": {}}}]}),
     )];
-    s.events = vec![obj(json!({"metadata": {"name": "e", "namespace": "ns"}, "reason": "Unhealthy",
+    s.events = vec![obj(
+        json!({"metadata": {"name": "e", "namespace": "ns"}, "reason": "Unhealthy",
         "message": "Readiness probe failed: HTTP probe failed with statuscode: 503",
-        "involvedObject": {"kind": "Pod", "name": "api-2-r"}}))];
+        "involvedObject": {"kind": "Pod", "name": "api-2-r"}}),
+    )];
     let f = analyze(&s);
     assert_eq!(f[0].condition, Condition::ProbeFailing);
     assert!(f[0].cause.contains("503"));
