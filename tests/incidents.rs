@@ -745,11 +745,42 @@ async fn wrong_tokens_create_nothing_and_a_storm_is_bounded_with_a_summary() {
         6,
         "the same storm makes the same summary"
     );
+    // Many storms at once: summaries are bounded too; over it Alertmanager is told to retry (503),
+    // nothing is recorded as handled.
+    let mut codes = vec![];
+    for g in 0..5 {
+        let body = serde_json::json!({"groupKey": format!("g{g}"), "alerts": [{"status": "firing",
+            "labels": {"alertname": format!("Other{g}"), "namespace": n}, "fingerprint": format!("{:016x}", 1000 + g)}]});
+        let f = body_file(&format!("g{g}"), &body.to_string());
+        codes.push(
+            curl(&[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-XPOST",
+                "-H",
+                &auth,
+                "--data-binary",
+                &f,
+                &url,
+            ])
+            .await
+            .1,
+        );
+    }
+    assert_eq!(codes, ["200", "200", "200", "200", "503"]);
+    assert_eq!(
+        requests(n).await.len(),
+        10,
+        "5 + 1 summary + 4 more summaries"
+    );
     // mallory's identity (no rights) gets nothing created: RBAC applies to the alerts identity.
     let (mport, _m) = start_receiver(n, "mallory", |_| {}).await;
     let murl = format!("http://127.0.0.1:{mport}/alertmanager");
     let code = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", "-XPOST", "-H", &auth, "-H", "Content-Type: application/json",
         "-d", &serde_json::json!({"alerts": [{"status": "firing", "labels": {"alertname": "M", "namespace": n}, "fingerprint": "00000000000000bb"}]}).to_string(), &murl]).await.1;
     assert_eq!(code, "503");
-    assert_eq!(requests(n).await.len(), 6);
+    assert_eq!(requests(n).await.len(), 10);
 }

@@ -403,12 +403,30 @@ pub struct Receiver {
     operator: Client,
     events: Events,
     bucket: Arc<Mutex<Bucket>>,
+    /// Summary requests per minute: many groups over the limit at once make one summary each,
+    /// and those are bounded too (over it, Alertmanager is told to retry later: 503).
+    summaries: Arc<Mutex<Bucket>>,
+}
+
+/// Summary requests allowed per minute.
+const SUMMARIES_PER_MINUTE: u32 = 5;
+
+/// Why a notification was not (fully) handled.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(
+        "too many alert storms at once: {0} alert(s) were not recorded; Alertmanager retries the notification"
+    )]
+    Storm(usize),
 }
 
 impl Receiver {
     pub fn new(cfg: ReceiverConfig, requester: Client, operator: Client) -> Self {
         let bucket = Arc::new(Mutex::new(Bucket::new(cfg.max_requests_per_minute)));
         Self {
+            summaries: Arc::new(Mutex::new(Bucket::new(SUMMARIES_PER_MINUTE))),
             events: Events::new(operator.clone(), Some(MANAGER.into())),
             cfg: Arc::new(cfg),
             requester,
@@ -422,7 +440,7 @@ impl Receiver {
     }
 
     /// Handles one notification.
-    pub async fn handle(&self, n: Notification) -> Result<Outcome, kube::Error> {
+    pub async fn handle(&self, n: Notification) -> Result<Outcome, ReceiveError> {
         let mut out = Outcome::default();
         let mut rest: Vec<(Alert, String)> = Vec::new();
         for a in &n.alerts {
@@ -462,10 +480,18 @@ impl Receiver {
             tracing::warn!(count = rest.len(), summary = %name, fingerprints = ?rest.iter().map(|(a, _)| fingerprint(a)).collect::<Vec<_>>(), "alerts listed in a summary request");
             let api =
                 Api::<AIRequest>::namespaced(self.requester.clone(), &self.cfg.default_namespace);
-            match api.create(&PostParams::default(), &s).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e),
+            // The same storm again (a repeat notification) finds its summary already there.
+            let ops =
+                Api::<AIRequest>::namespaced(self.operator.clone(), &self.cfg.default_namespace);
+            if ops.get_opt(&s.name_any()).await?.is_none() {
+                if !self.summaries.lock().map(|mut b| b.take()).unwrap_or(false) {
+                    return Err(ReceiveError::Storm(rest.len()));
+                }
+                match api.create(&PostParams::default(), &s).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             out.summarized = rest.len();
             out.summary = Some(name);
@@ -666,7 +692,7 @@ async fn receive(
             Json(serde_json::to_value(o).unwrap_or_default()),
         ),
         Err(e) => {
-            tracing::warn!(error = %e, "alert notification failed");
+            tracing::warn!(error = %e, "alert notification not fully handled");
             crate::telemetry::metrics().tool_executions("alertmanager_receiver", "Failed");
             // 5xx: Alertmanager retries the notification.
             (
