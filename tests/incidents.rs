@@ -488,7 +488,8 @@ async fn requests(ns: &str) -> Vec<AIRequest> {
         .items
 }
 
-#[tokio::test]
+// Multi-threaded like the operator binary (2 MiB worker stacks): the diagnosis must fit in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_alertmanager_alert_becomes_a_diagnosis_and_a_plan_that_waits_for_a_human() {
     let ns = TestNs::new("alerts").await;
     let n = &ns.name;
@@ -602,6 +603,23 @@ async fn a_real_alertmanager_alert_becomes_a_diagnosis_and_a_plan_that_waits_for
     })
     .await;
     assert!(!events(n, &name, "AlertResolved").await.is_empty());
+
+    // It fires again within the cooldown: the same request is reused (no second request).
+    post_alerts(&am, &alert).await;
+    wait_for("re-fire recorded", Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            api.get(&name)
+                .await
+                .ok()
+                .and_then(|r| r.status?.alert)
+                .is_some_and(|a| a.state == "firing" && a.refired == Some(1))
+        }
+    })
+    .await;
+    assert_eq!(requests(n).await.len(), 1);
+    assert!(!events(n, &name, "AlertRefired").await.is_empty());
 }
 
 fn record_latency(latency: Duration) {

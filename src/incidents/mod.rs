@@ -5,7 +5,7 @@
 //!   in constant time; bodies are size-limited; TLS when a certificate is configured.
 //! - **One request per alert fingerprint** (`alert-<alertname>-<fingerprint>`), in the alert's
 //!   `namespace` label (else the configured namespace), `mode: ReadOnly` unless the alert asks
-//!   for a plan (`kubilitics.io/mode: Plan` label or annotation). Nothing else of the alert
+//!   for a plan (`kubilitics.io/mode: Plan` or `kubilitics_mode: Plan`, label or annotation). Nothing else of the alert
 //!   reaches `spec`: no `targetNamespace`, no `approvedPlanId`, no model — its text is quoted in
 //!   the prompt as data. Alerts for protected namespaces or the operator's own are not turned
 //!   into requests there (they are listed in the summary request).
@@ -43,8 +43,10 @@ use crate::api::{AIRequest, AIRequestSpec, AlertStatus, Mode};
 use crate::diagnose::intent::ALERT_PREFIX;
 use crate::telemetry::Events;
 
-/// The label or annotation an alert (or its route) sets to ask for a plan.
+/// The label or annotation an alert sets to ask for a plan.
 pub const MODE_KEY: &str = "kubilitics.io/mode";
+/// The same, spelled as a classic Prometheus label name (no `.` or `/`).
+pub const MODE_KEY_PLAIN: &str = "kubilitics_mode";
 /// Labels on requests created from alerts.
 pub const ALERTNAME_LABEL: &str = "kubilitics.io/alertname";
 pub const FINGERPRINT_LABEL: &str = "kubilitics.io/alert-fingerprint";
@@ -218,8 +220,10 @@ pub fn route(a: &Alert, cfg: &ReceiverConfig) -> Result<String, String> {
 /// `ReadOnly` unless the alert (or its route's common labels) asks for `Plan`.
 pub fn mode(a: &Alert) -> Mode {
     let asks = |m: &BTreeMap<String, String>| {
-        m.get(MODE_KEY)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("plan"))
+        [MODE_KEY, MODE_KEY_PLAIN].iter().any(|k| {
+            m.get(*k)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("plan"))
+        })
     };
     if asks(&a.labels) || asks(&a.annotations) {
         Mode::Plan
@@ -804,6 +808,7 @@ mod tests {
         assert_eq!(route(&alert(&[], &[]), &cfg).unwrap(), "default");
         assert_eq!(mode(&alert(&[(MODE_KEY, "Plan")], &[])), Mode::Plan);
         assert_eq!(mode(&alert(&[], &[(MODE_KEY, "plan")])), Mode::Plan);
+        assert_eq!(mode(&alert(&[(MODE_KEY_PLAIN, "Plan")], &[])), Mode::Plan);
         assert_eq!(mode(&alert(&[(MODE_KEY, "Execute")], &[])), Mode::ReadOnly);
     }
 
