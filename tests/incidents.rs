@@ -585,6 +585,23 @@ async fn a_real_alertmanager_alert_becomes_a_diagnosis_and_a_plan_that_waits_for
     // The alerts identity cannot approve its own plan (separation of duties, no approve verb).
     assert!(!can_i(n, &identity, "approve", "aiplans.ai.kubilitics.io"));
     record_latency(latency);
+    // bob may approve plans but not patch deployments here: his approval is refused, nothing runs.
+    bind(n, "bob", "kubilitics-ai-approver");
+    let plan_name = s.plan_ref.clone().unwrap();
+    let plan_id = s.plan_id.clone().unwrap();
+    assert!(approve("bob", n, &plan_name, &plan_id).await.is_err());
+    assert_eq!(
+        image(deploys.get("shop-api").await.unwrap()),
+        "crash.kubilitics.invalid/app:v2"
+    );
+    // With the rights to do the step, his approval runs the rollback.
+    bind(n, "bob", "edit");
+    approve("bob", n, &plan_name, &plan_id).await.unwrap();
+    wait_phase(n, &name, "Succeeded").await;
+    assert_eq!(
+        image(deploys.get("shop-api").await.unwrap()),
+        "registry.kubilitics.invalid/app:v1"
+    );
 
     // Resolved: Alertmanager sends the resolution, the request records it.
     let mut resolved = alert.clone();
