@@ -8,7 +8,11 @@
 //! fix when the proposed step is the expected one (or none is proposed where none is certain).
 //!
 //! `DIAGNOSIS_RESULTS=-` prints instead of writing; `DIAGNOSIS_FLOOR=90` fails below that
-//! root-cause percentage (`make test` uses it).
+//! root-cause percentage (`make test` uses it). `DIAGNOSIS_LLM_URL` (an OpenAI-compatible `/v1`)
+//! also scores a model (`DIAGNOSIS_LLM_MODEL`): it gets every tool, `diagnose` answers from the
+//! case's fixture (the compact form the operator sends), other tools answer "no data"; it is right
+//! on root cause when it called `diagnose` and its answer names the expected cause (the phrase or
+//! the condition), right on fix when it planned `patch_resource` exactly where a fix is certain.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,7 @@ use kubilitics_ai::agent::intent::{Action, parse};
 use kubilitics_ai::diagnose::{Snapshot, analyze, analyze_for};
 use kubilitics_ai::tools::Mutation;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct Case {
@@ -95,7 +100,86 @@ struct Row {
     fix_ok: bool,
 }
 
+/// What a model did with one case: (right root cause, right fix, what it said).
+async fn llm_case(url: &str, model: &str, c: &Case) -> anyhow::Result<(bool, bool, String)> {
+    use kubilitics_ai::agent::{prompt::first_messages, schema::tool_specs};
+    let s = snapshot(c)?;
+    let http = reqwest::Client::new();
+    let tools: Vec<Value> = tool_specs().into_iter().map(|t| t.function).collect();
+    let mut messages = first_messages(
+        &c.namespace,
+        kubilitics_ai::api::Mode::Plan,
+        &[],
+        &c.question,
+        None,
+    );
+    let (mut called, mut patched, mut other_change) = (false, false, false);
+    let mut answer = String::new();
+    for _ in 0..4 {
+        let body = json!({
+            "model": model, "temperature": 0.1, "max_tokens": 300, "stream": false,
+            "tool_choice": "auto", "tools": tools, "messages": messages,
+        });
+        let resp = http
+            .post(format!("{url}/chat/completions"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body)?)
+            .send()
+            .await?;
+        let resp: Value = serde_json::from_slice(&resp.bytes().await?)?;
+        let msg = resp
+            .pointer("/choices/0/message")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let calls = msg["tool_calls"].as_array().cloned().unwrap_or_default();
+        if calls.is_empty() {
+            answer = msg["content"].as_str().unwrap_or("").to_string();
+            break;
+        }
+        messages.push(msg.clone());
+        for call in calls {
+            let name = call
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let args: Value = call
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .and_then(|a| serde_json::from_str(a).ok())
+                .unwrap_or(json!({}));
+            let result = match name {
+                "diagnose" => {
+                    called = true;
+                    let mut f = analyze_for(&s, args["name"].as_str());
+                    if f.is_empty() {
+                        f = analyze(&s);
+                    }
+                    kubilitics_ai::diagnose::render_compact(&f)
+                }
+                "patch_resource" => {
+                    patched = true;
+                    "Added to the plan; a human must approve it.".into()
+                }
+                "scale_deployment" | "rollout_restart" | "delete_pod" | "create_configmap"
+                | "apply_manifest" => {
+                    other_change = true;
+                    "Added to the plan; a human must approve it.".into()
+                }
+                _ => "(no data in the accuracy run)".into(),
+            };
+            messages.push(json!({"role": "tool", "tool_call_id": call["id"].as_str().unwrap_or("call"), "content": result}));
+        }
+    }
+    let a = answer.to_lowercase();
+    let cause_ok = called
+        && (a.contains(&c.expect.cause.to_lowercase())
+            || a.contains(&c.expect.condition.to_lowercase()));
+    let fix_ok = !other_change && (patched == (c.expect.fix == "patch_resource"));
+    Ok((cause_ok, fix_ok, answer))
+}
+
 fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let cases: Vec<Case> = serde_norway::from_str(&std::fs::read_to_string(
         root.join("examples/diagnosis/cases.yaml"),
@@ -157,6 +241,31 @@ fn main() -> anyhow::Result<()> {
             fix_ok,
         });
     }
+    let model_line = match std::env::var("DIAGNOSIS_LLM_URL") {
+        Ok(url) => {
+            let model =
+                std::env::var("DIAGNOSIS_LLM_MODEL").unwrap_or_else(|_| "local".into());
+            let rt = tokio::runtime::Runtime::new()?;
+            let (mut mc, mut mf) = (0, 0);
+            let started = std::time::Instant::now();
+            for c in &cases {
+                let (a, b, said) = rt.block_on(llm_case(&url, &model, c))?;
+                mc += a as usize;
+                mf += b as usize;
+                if !a {
+                    eprintln!("model miss: {} -> {}", c.question.lines().next().unwrap_or_default(), said.replace('\n', " "));
+                }
+            }
+            let n = cases.len();
+            format!(
+                "| {model} (local, OpenAI-compatible) | {mc}/{n} ({:.0} %) | {mf}/{n} ({:.0} %) |\n\nModel run: {:.0} s for {n} cases.\n",
+                100.0 * mc as f64 / n as f64,
+                100.0 * mf as f64 / n as f64,
+                started.elapsed().as_secs_f64()
+            )
+        }
+        Err(_) => "\nThe local model was not measured in this run (set DIAGNOSIS_LLM_URL; `make accuracy` does).\n".into(),
+    };
     let n = rows.len();
     let causes = rows.iter().filter(|r| r.cause_ok).count();
     let fixes = rows.iter().filter(|r| r.fix_ok).count();
@@ -165,9 +274,8 @@ fn main() -> anyhow::Result<()> {
         "# Diagnosis accuracy\n\nWritten by `cargo run --example diagnosis` (`make accuracy`) from \
          `examples/diagnosis/cases.yaml`: {n} broken situations, each a fixture and a question.\n\n\
          | planner | right root cause | right fix step (or none where none is certain) |\n|---|---|---|\n\
-         | builtin | {causes}/{n} ({:.0} %) | {fixes}/{n} ({:.0} %) |\n\n\
-         The local model is not scored on this set yet (it gets the `diagnose` tool; its answer \
-         quotes the tool's findings).\n\n| # | question | expected | first finding | cause | fix |\n|---|---|---|---|---|---|\n",
+         | builtin | {causes}/{n} ({:.0} %) | {fixes}/{n} ({:.0} %) |\n{model_line}\n\
+         Builtin, per case:\n\n| # | question | expected | first finding | cause | fix |\n|---|---|---|---|---|---|\n",
         pct(causes),
         pct(fixes)
     );
