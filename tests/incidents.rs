@@ -358,6 +358,7 @@ impl Drop for Alertmanager {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
     }
 }
 
@@ -410,9 +411,12 @@ receivers:
     }
 }
 
-/// A request body in a file (`@path` for curl: a command line holds at most 128 KiB per argument).
+/// A request body in a file (`@path` for curl: a command line holds at most 128 KiB per argument),
+/// under the target directory (cleaned with it).
 fn body_file(name: &str, body: &str) -> String {
-    let path = std::env::temp_dir().join(format!("kubilitics-{name}-{}.json", free_port()));
+    let dir = repo().join("target/incidents-bodies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{}.json", free_port()));
     std::fs::write(&path, body).unwrap();
     format!("@{}", path.display())
 }
