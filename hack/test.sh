@@ -23,6 +23,8 @@ log "control plane binaries (step 'build control plane')"
 "$HACK_DIR/build-controlplane.sh" k8s kwok helm
 log "Flux source-controller and kustomize-controller (step 'hack/build-flux.sh'; cached)"
 "$HACK_DIR/build-flux.sh"
+log "Prometheus Alertmanager (step 'hack/build-alertmanager.sh'; cached)"
+"$HACK_DIR/build-alertmanager.sh"
 
 log "lint (step 'cargo fmt --check', 'cargo clippy')"
 cargo fmt --all -- --check || die "step 'cargo fmt --check': run 'make fmt'"
@@ -44,6 +46,11 @@ cargo test --lib --bins --test crds
 log "builtin planner accuracy (step 'accuracy floor')"
 ACCURACY_BUILTIN_ONLY=1 ACCURACY_FLOOR_FILE=docs/accuracy/floor.txt ACCURACY_RESULTS=- cargo run --quiet --example accuracy \
   || die "step 'accuracy' dropped below docs/accuracy/floor.txt"
+# The diagnostician on examples/diagnosis/cases.yaml (≥ 30 broken situations as data): the goal is
+# ≥ 90 % right root causes.
+log "builtin diagnosis accuracy (step 'diagnosis floor')"
+DIAGNOSIS_RESULTS=- DIAGNOSIS_FLOOR=90 cargo run --quiet --example diagnosis >/dev/null \
+  || die "step 'diagnosis' dropped below 90 % right root causes (cargo run --example diagnosis)"
 
 # A real local LLM (llama.cpp + Qwen2.5-Coder-0.5B) behind the OpenAI-compatible API.
 log "local LLM (step 'hack/llm/install.sh'; ~5.5 min the first time, then cached)"
@@ -67,7 +74,7 @@ KUBILITICS_TEST_IMAGE=$("$HACK_DIR/image.sh") || die "step 'make image' failed"
 export KUBILITICS_TEST_IMAGE
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test image --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test verify --test policies --test chaos --test least_privilege \
+cargo test --test image --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test verify --test policies --test incidents --test chaos --test least_privilege \
   || die "step 'cargo test --tests' failed"
 
 log "demo, end to end (step 'hack/demo.sh')"

@@ -10,6 +10,8 @@
 //!   and the only place its token is minted.
 //! - [`execute`]: the executor of approved plans.
 //! - [`controller`]: the reconciler.
+//! - [`diagnose`]: the builtin diagnostician (analyzers behind the `diagnose` tool).
+//! - [`incidents`]: the Alertmanager webhook receiver (alerts become AIRequests).
 //! - [`k8s`]: Kubernetes API errors shared by every module that calls the API.
 //! - [`telemetry`]: metrics, events, tracing, health endpoints.
 //! - [`plugin`]: the `kubectl kubilitics` plugin.
@@ -21,7 +23,9 @@ pub mod agent;
 pub mod api;
 pub mod approval;
 pub mod controller;
+pub mod diagnose;
 pub mod execute;
+pub mod incidents;
 pub mod k8s;
 pub mod mcp;
 pub mod plugin;

@@ -259,6 +259,46 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "KUBILITICS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve the Alertmanager webhook receiver here (path /alertmanager): firing alerts become
+    /// AIRequests (ReadOnly unless the alert sets kubilitics.io/mode: Plan).
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_ADDR",
+        requires = "alertmanager_token_file"
+    )]
+    alertmanager_addr: Option<std::net::SocketAddr>,
+    /// File holding the bearer token Alertmanager sends (a mounted Secret key).
+    #[arg(long, env = "KUBILITICS_ALERTMANAGER_TOKEN_FILE")]
+    alertmanager_token_file: Option<std::path::PathBuf>,
+    /// Namespace of requests for alerts without a namespace label, and of storm summaries.
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_NAMESPACE",
+        default_value = "default"
+    )]
+    alertmanager_namespace: String,
+    /// The requester identity of requests from alerts (impersonated; default: the
+    /// kubilitics-ai-alerts ServiceAccount in --state-namespace).
+    #[arg(long, env = "KUBILITICS_ALERTMANAGER_IDENTITY")]
+    alertmanager_identity: Option<String>,
+    /// New requests per minute from alerts; the rest go into a summary request.
+    #[arg(long, env = "KUBILITICS_ALERTMANAGER_RATE_LIMIT", default_value_t = 20)]
+    alertmanager_rate_limit: u32,
+    /// A re-fire this soon after a resolution reuses the alert's request.
+    #[arg(long, env = "KUBILITICS_ALERTMANAGER_COOLDOWN", default_value = "1h", value_parser = parse_duration)]
+    alertmanager_cooldown: Duration,
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_TLS_CERT",
+        requires = "alertmanager_tls_key"
+    )]
+    alertmanager_tls_cert: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        env = "KUBILITICS_ALERTMANAGER_TLS_KEY",
+        requires = "alertmanager_tls_cert"
+    )]
+    alertmanager_tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -454,6 +494,49 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let alerts = match (args.alertmanager_addr, &args.alertmanager_token_file) {
+        (Some(addr), Some(file)) => {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read --alertmanager-token-file {}: {e}",
+                        file.display()
+                    )
+                })?
+                .trim()
+                .to_string();
+            if token.len() < 16 {
+                anyhow::bail!("the Alertmanager bearer token must be at least 16 characters");
+            }
+            let identity = args.alertmanager_identity.clone().unwrap_or_else(|| {
+                format!(
+                    "system:serviceaccount:{}:kubilitics-ai-alerts",
+                    args.state_namespace
+                )
+            });
+            let mut refused = config.guardrails.protected_namespaces.clone();
+            refused.push(args.state_namespace.clone());
+            let cfg = kubilitics_ai::incidents::ReceiverConfig {
+                addr,
+                token,
+                default_namespace: args.alertmanager_namespace.clone(),
+                refused_namespaces: refused,
+                max_requests_per_minute: args.alertmanager_rate_limit,
+                cooldown: args.alertmanager_cooldown,
+                tls: args
+                    .alertmanager_tls_cert
+                    .clone()
+                    .zip(args.alertmanager_tls_key.clone()),
+                ..Default::default()
+            };
+            let requester =
+                kubilitics_ai::incidents::impersonating(kube::Config::infer().await?, &identity)?;
+            tracing::info!(%identity, "alerts create requests as this identity");
+            let receiver = kubilitics_ai::incidents::Receiver::new(cfg, requester, client.clone());
+            Some(tokio::spawn(kubilitics_ai::incidents::serve(receiver)))
+        }
+        _ => None,
+    };
     let result = if args.leader_elect {
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
             format!(
@@ -493,6 +576,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     if let Some(w) = webhook {
         w.abort();
+    }
+    if let Some(a) = alerts {
+        a.abort();
     }
     server.abort();
     result

@@ -532,6 +532,7 @@ fn tool_samples() -> (
         json!({"tool": "get_events", "namespace": ns}),
         json!({"tool": "get_cluster_health"}),
         json!({"tool": "find_workload", "namespace": ns, "name": "w"}),
+        json!({"tool": "diagnose", "namespace": ns}),
     ] {
         reads.push(serde_json::from_value(call).unwrap());
     }

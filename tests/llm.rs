@@ -192,8 +192,9 @@ async fn agent_runs_read_tools_and_turns_mutations_into_a_plan_only() {
         .iter()
         .filter_map(|t| t["function"]["name"].as_str())
         .collect();
-    assert_eq!(names.len(), 16, "{names:?}");
+    assert_eq!(names.len(), 17, "{names:?}");
     assert!(names.contains(&"find_workload"), "{names:?}");
+    assert!(names.contains(&"diagnose"), "{names:?}");
     assert_eq!(first["messages"][0]["role"], "system");
     // The request's namespace travels in the request turn, after the static
     // prefix (system prompt + tools), with the prefetched state of nginx.

@@ -160,6 +160,11 @@ pub fn step_of(i: &Intent, ns: &str) -> Option<Step> {
             name: i.name.clone(),
         }),
         Action::ClusterHealth => Step::Read(ReadCall::GetClusterHealth {}),
+        Action::Diagnose => Step::Read(ReadCall::Diagnose {
+            namespace,
+            kind: i.kind.map(|k| k.as_str().to_string()),
+            name: i.name.clone(),
+        }),
         Action::Scale => Step::Change(Mutation::ScaleDeployment {
             namespace,
             name,
@@ -577,6 +582,7 @@ impl Run<'_> {
                 .await
             }
             Action::ClusterHealth => self.show(ReadCall::GetClusterHealth {}, "").await,
+            Action::Diagnose => self.diagnose(i, ns, mode).await,
             Action::Blocked(_) | Action::Clarify(_) | Action::Help | Action::Repeat => {
                 // `understand` turns these into its reply (and "the same" into its
                 // action) before any step runs.
@@ -645,6 +651,47 @@ impl Run<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Runs the `diagnose` tool and proposes the one fix it is certain of (the first finding's):
+    /// a plan step like any other, which waits for an approval.
+    async fn diagnose(&mut self, i: &Intent, ns: &str, mode: Mode) -> Result<(), AgentError> {
+        let kind = i.kind.map(|k| k.as_str());
+        let name = i.name.as_deref();
+        let (result, record) = self.tools.diagnose(ns, kind, name).await;
+        self.out.investigation.push(record);
+        let findings = match result {
+            Ok(f) => f,
+            Err(e) if e.is_transient() => return Err(AgentError::Unavailable(e.to_string())),
+            Err(e) => {
+                self.say(&format!("❌ {e}\n"));
+                return Ok(());
+            }
+        };
+        // A name that matched nothing: say so, then look at the whole namespace.
+        let mut scope = name;
+        let findings = if findings.is_empty() && name.is_some() {
+            let (all, record) = self.tools.diagnose(ns, None, None).await;
+            self.out.investigation.push(record);
+            let all = all.unwrap_or_default();
+            if !all.is_empty() {
+                scope = None;
+                self.say(&format!(
+                    "ℹ️ Nothing is wrong with `{}` itself; other problems in `{ns}`:\n\n",
+                    name.unwrap_or_default()
+                ));
+            }
+            all
+        } else {
+            findings
+        };
+        self.say(&crate::access::redact(&crate::diagnose::render(
+            ns, scope, &findings,
+        )));
+        if let Some(fix) = findings.iter().find_map(|f| f.fix.clone()) {
+            self.propose(fix, mode);
+        }
+        Ok(())
     }
 
     fn propose(&mut self, m: Mutation, mode: Mode) {

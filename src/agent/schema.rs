@@ -121,6 +121,7 @@ mod tests {
             "get_events",
             "get_cluster_health",
             "find_workload",
+            "diagnose",
             "scale_deployment",
             "rollout_restart",
             "delete_pod",

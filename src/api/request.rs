@@ -172,6 +172,29 @@ pub struct AIRequestStatus {
     /// listed here approves nothing more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub used_plan_ids: Vec<String>,
+    /// For a request created from an Alertmanager alert: the alert's state as Alertmanager
+    /// last reported it (written by the operator's alert receiver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertStatus>,
+}
+
+/// The state of the alert a request was created from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertStatus {
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// Alertmanager's fingerprint of the alert.
+    pub fingerprint: String,
+    /// When the alert started firing (from Alertmanager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// When Alertmanager reported it resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    /// How many times it fired again after a resolution and reused this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refired: Option<i64>,
 }
 
 /// One read-only tool call of the investigation.

@@ -65,6 +65,11 @@ impl ReadTools {
                     let list = self.events_about(namespace, name.as_deref()).await?;
                     events_text(namespace, &list, now, budget) + &list.note("events")
                 }
+                ReadCall::Diagnose {
+                    namespace, name, ..
+                } => crate::diagnose::render_compact(
+                    &self.findings(namespace, name.as_deref()).await?,
+                ),
                 other => self.dispatch(other).await?,
             };
             Ok(fit(&redact(&text), budget))

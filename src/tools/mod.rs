@@ -6,6 +6,7 @@
 //! so no read-only path can reach a mutating call.
 
 pub mod compact;
+mod diagnose;
 mod format;
 mod lookup;
 mod mutate;
@@ -19,4 +20,4 @@ pub use lookup::{
     Resolution, Workload, WorkloadLookup, describe_resolution, edit_distance, resolve,
 };
 pub use mutate::{Check, GENERIC_KINDS, Mutation, PatchStrategy, WorkloadKind, diff, generic_kind};
-pub use read::{LIST_CAP, Listed, ReadCall, ReadTools, paged};
+pub use read::{LIST_CAP, LOG_LIMIT_BYTES, Listed, ReadCall, ReadTools, paged};

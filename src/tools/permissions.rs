@@ -71,6 +71,7 @@ fn read_permissions(call: &ReadCall) -> Vec<Permission> {
             Permission::cluster("list", "", "pods"),
             Permission::cluster("list", "apps", "deployments"),
         ],
+        ReadCall::Diagnose { namespace, .. } => crate::diagnose::fetch::permissions(namespace),
         ReadCall::FindWorkload { namespace, .. } => vec![
             Permission::ns("list", "apps", "deployments", namespace),
             Permission::ns("list", "apps", "statefulsets", namespace),

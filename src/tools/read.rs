@@ -158,6 +158,19 @@ pub enum ReadCall {
     /// with its kind, several matches, or close names when there is none.
     /// Call it before proposing a change to a workload named without its kind.
     FindWorkload { namespace: String, name: String },
+    /// Root-cause diagnosis of a namespace, or of one object and what belongs to it (a
+    /// workload's pods, a Service's pods): findings with evidence, the likely cause and, where
+    /// the fix is certain, the proposed fix. Call it first for "why …", "what's wrong with …",
+    /// "investigate …" and alerts.
+    Diagnose {
+        namespace: String,
+        /// Pod, Deployment, Service, Job, PersistentVolumeClaim or HorizontalPodAutoscaler.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        /// The object's name (a workload's name covers its pods).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
 }
 
 impl ReadCall {
@@ -174,6 +187,7 @@ impl ReadCall {
             ReadCall::GetEvents { .. } => "get_events",
             ReadCall::GetClusterHealth {} => "get_cluster_health",
             ReadCall::FindWorkload { .. } => "find_workload",
+            ReadCall::Diagnose { .. } => "diagnose",
         }
     }
 
@@ -328,6 +342,16 @@ impl ReadTools {
             ReadCall::FindWorkload { namespace, name } => {
                 let all = self.list_workloads(namespace).await?;
                 Ok(describe_resolution(namespace, name, &all))
+            }
+            ReadCall::Diagnose {
+                namespace, name, ..
+            } => {
+                let findings = self.findings(namespace, name.as_deref()).await?;
+                Ok(crate::diagnose::render(
+                    namespace,
+                    name.as_deref(),
+                    &findings,
+                ))
             }
         }
     }

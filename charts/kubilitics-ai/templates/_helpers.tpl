@@ -41,8 +41,12 @@ operator.watchNamespace (rbac.scope=namespaced).
     resources: [pods, services]
     verbs: [get, list]
   - apiGroups: [""]
-    resources: [pods/log, configmaps]
+    resources: [pods/log]
     verbs: [get]
+  # ConfigMaps: describe gets one; diagnose lists their names (metadata only, never data).
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list]
   - apiGroups: [""]
     resources: [events]
     verbs: [list]
@@ -52,6 +56,19 @@ operator.watchNamespace (rbac.scope=namespaced).
   - apiGroups: [apps]
     resources: [daemonsets]
     verbs: [get]
+  # The diagnose tool (src/diagnose/fetch.rs) lists these too; ConfigMaps by name only.
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [list]
+  - apiGroups: [batch]
+    resources: [jobs]
+    verbs: [list]
+  - apiGroups: [autoscaling]
+    resources: [horizontalpodautoscalers]
+    verbs: [list]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list]
   {{- if ne .Values.operator.executeAs "requester" }}
   # Approved steps and their dry runs (with operator.executeAs=requester they are the
   # requester's own impersonated calls, and the operator holds none of these verbs).
