@@ -92,6 +92,8 @@ pub struct Context {
     pub config: Config,
     /// Our latest status write per request (shared with planning checkpoints).
     pub written: Arc<WriteMemo>,
+    /// The approval policies' watch caches (`None`: their CRDs are not readable).
+    pub policies: Option<super::policies::PolicyCache>,
 }
 
 impl Context {

@@ -60,12 +60,18 @@ pub async fn run(
     }
     let events = Events::new(client.clone(), config.instance.clone());
     let concurrency = config.concurrency;
+    let (policies, policy_task) =
+        match policies::start(client.clone(), config.namespace.clone()).await {
+            Some((cache, task)) => (Some(cache), Some(task)),
+            None => (None, None),
+        };
     let ctx = Arc::new(Context {
         client,
         events,
         planner,
         config,
         written: Default::default(),
+        policies,
     });
     let (reader, writer) = reflector::store();
     let request_stream = watcher::watcher(requests, WatcherConfig::default())
@@ -104,10 +110,6 @@ pub async fn run(
             )
         });
     tracing::info!("controller started");
-    let policies = tokio::spawn(policies::run(
-        ctx.client.clone(),
-        ctx.config.namespace.clone(),
-    ));
     Controller::for_stream(request_stream, reader)
         .owns_stream(plan_stream)
         .with_config(ControllerConfig::default().concurrency(concurrency))
@@ -119,7 +121,9 @@ pub async fn run(
             }
         })
         .await;
-    policies.abort();
+    if let Some(t) = policy_task {
+        t.abort();
+    }
     ready.set(false);
     tracing::info!("controller stopped");
     Ok(())

@@ -666,7 +666,16 @@ async fn propose(
     // approved or rejected meanwhile (its spec change was seen before this
     // reconcile, so nothing else triggers one); and an approval policy may
     // pre-approve it (issue 23). A plan nobody approved yet just waits then.
-    let then = Next::After(Duration::from_millis(10));
+    let then = if req.spec.approved_plan_id.is_some()
+        || created.spec.approval.is_some()
+        || created.spec.rejection.is_some()
+        || !created.spec.approvals.is_empty()
+        || ctx.policies.as_ref().is_none_or(|p| p.any())
+    {
+        Next::After(Duration::from_millis(10))
+    } else {
+        Next::Until(expires)
+    };
     Ok(Update {
         notes,
         request: Some(next),

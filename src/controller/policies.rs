@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
-    runtime::{Controller, controller::Action, watcher::Config as WatcherConfig},
+    runtime::{Controller, controller::Action, reflector::Store, watcher::Config as WatcherConfig},
 };
 use serde_json::json;
 
@@ -25,6 +25,68 @@ use crate::api::{
 };
 use crate::approval::{self, Candidate, approvals_of, effective, stricter};
 use crate::safety::authz::{APPROVED_BY_ANNOTATION, REQUESTER_ANNOTATION, identity_from};
+
+/// The approval policies as the policy controllers' watch caches hold them: the plan gate
+/// reads them here instead of listing them from the API server on every decision.
+#[derive(Clone)]
+pub struct PolicyCache {
+    namespaced: Store<AIApprovalPolicy>,
+    cluster: Store<AIClusterApprovalPolicy>,
+    /// Namespaced policies are cached for this namespace only (all when `None`).
+    namespace: Option<String>,
+}
+
+impl PolicyCache {
+    /// Both caches, once each has been filled by its first complete list (never an empty
+    /// "no policies" answer from a cache still starting); `None` when a watch has ended.
+    async fn ready(&self) -> Option<&Self> {
+        // A watch that cannot start (e.g. its rights were taken away) must not hold the gate:
+        // after a short wait the caller reads the API server instead.
+        let both = async {
+            self.namespaced.wait_until_ready().await.is_ok()
+                && self.cluster.wait_until_ready().await.is_ok()
+        };
+        let ok = tokio::time::timeout(Duration::from_secs(5), both)
+            .await
+            .unwrap_or(false);
+        ok.then_some(self)
+    }
+
+    /// Whether any approval policy exists: only then does a new plan need a decision right
+    /// after it is offered (to record the rules in force, or to be pre-approved). Without
+    /// policies a plan costs no extra reconcile and no policy reads.
+    pub fn any(&self) -> bool {
+        !self.cluster.state().is_empty() || !self.namespaced.state().is_empty()
+    }
+}
+
+fn cloned<K: Clone>(items: Vec<Arc<K>>) -> Vec<K> {
+    items.into_iter().map(|p| (*p).clone()).collect()
+}
+
+/// The cluster policies: from the cache when it is ready, else from the API server.
+async fn cluster_policies(ctx: &Context) -> Result<Vec<AIClusterApprovalPolicy>, Error> {
+    if let Some(c) = &ctx.policies
+        && let Some(c) = c.ready().await
+    {
+        return Ok(cloned(c.cluster.state()));
+    }
+    list(Api::<AIClusterApprovalPolicy>::all(ctx.client.clone())).await
+}
+
+/// The policies of namespace `n`: from the cache when it covers `n` and is ready.
+async fn namespace_policies(ctx: &Context, n: &str) -> Result<Vec<AIApprovalPolicy>, Error> {
+    if let Some(c) = &ctx.policies
+        && c.namespace.as_deref().is_none_or(|w| w == n)
+        && let Some(c) = c.ready().await
+    {
+        return Ok(cloned(
+            c.namespaced
+                .state_filter(|p| p.namespace().as_deref() == Some(n)),
+        ));
+    }
+    list(Api::<AIApprovalPolicy>::namespaced(ctx.client.clone(), n)).await
+}
 
 /// Lists one kind; a missing CRD (not installed yet) is no policy.
 async fn list<K>(api: Api<K>) -> Result<Vec<K>, Error>
@@ -48,7 +110,7 @@ pub(super) async fn view(
 ) -> Result<PolicyView, Error> {
     let ns = plan.namespace().unwrap_or_default();
     let ps = plan.status.clone().unwrap_or_default();
-    let cluster = list(Api::<AIClusterApprovalPolicy>::all(ctx.client.clone())).await?;
+    let cluster = cluster_policies(ctx).await?;
     let mut namespaces: BTreeSet<String> = ps
         .steps
         .iter()
@@ -57,7 +119,7 @@ pub(super) async fn view(
     namespaces.insert(ns.clone());
     let mut current: Option<PolicySnapshot> = None;
     for n in &namespaces {
-        let local = list(Api::<AIApprovalPolicy>::namespaced(ctx.client.clone(), n)).await?;
+        let local = namespace_policies(ctx, n).await?;
         let risk = ps.risk.unwrap_or_default();
         if let Some(e) = effective(&cluster, &local, n, risk, &ps.steps) {
             current = Some(match current {
@@ -216,10 +278,13 @@ fn retry<K>(_: Arc<K>, e: &kube::Error, _: Arc<Client>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Reconciles the approval policies' statuses until shutdown (namespaced ones
-/// in `namespace` when the operator watches one namespace). Ends quietly when
-/// the CRDs are not installed.
-pub async fn run(client: Client, namespace: Option<String>) {
+/// Starts the approval policies' status reconcilers (namespaced ones in `namespace` when the
+/// operator watches one namespace), and returns their watch caches for the plan gate, with the
+/// task running them until shutdown. `None` when the CRDs are not readable.
+pub async fn start(
+    client: Client,
+    namespace: Option<String>,
+) -> Option<(PolicyCache, tokio::task::JoinHandle<()>)> {
     let ns_api: Api<AIApprovalPolicy> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -231,17 +296,29 @@ pub async fn run(client: Client, namespace: Option<String>) {
             .await
             .is_err()
     {
-        tracing::warn!("approval policy CRDs not readable; their statuses are not reported");
-        return;
+        tracing::warn!(
+            "approval policy CRDs not readable; their statuses are not reported and plans read policies from the API"
+        );
+        return None;
     }
     let client = Arc::new(client);
-    let a = Controller::new(ns_api, WatcherConfig::default())
+    let a = Controller::new(ns_api, WatcherConfig::default());
+    let b = Controller::new(cluster_api, WatcherConfig::default());
+    let cache = PolicyCache {
+        namespaced: a.store(),
+        cluster: b.store(),
+        namespace,
+    };
+    let a = a
         .shutdown_on_signal()
         .run(reconcile_ns, retry, client.clone())
         .for_each(|_| async {});
-    let b = Controller::new(cluster_api, WatcherConfig::default())
+    let b = b
         .shutdown_on_signal()
         .run(reconcile_cluster, retry, client)
         .for_each(|_| async {});
-    futures::join!(a, b);
+    let task = tokio::spawn(async move {
+        futures::join!(a, b);
+    });
+    Some((cache, task))
 }
