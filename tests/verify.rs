@@ -607,3 +607,53 @@ async fn rollback_never_is_shown_hashed_and_honoured() {
     assert_eq!(events(n, &plan, "RollbackSkipped").await.len(), 1);
     assert_eq!(events(n, &plan, "StepRolledBack").await.len(), 0);
 }
+
+/// A rollout that takes long does not hold a reconcile worker: with one worker, another
+/// request is answered while the first still verifies (the verification lets the worker go
+/// every few seconds and comes back), and the slow one still ends by its own deadline.
+#[tokio::test]
+async fn a_slow_rollout_does_not_hold_the_only_worker() {
+    let ns = TestNs::new("verify-slow").await;
+    let n = ns.name.as_str();
+    deployment(n, "web", 1).await;
+    rolled_out(n, "web").await;
+    // The rollout's deadline (and so the verification's timeout): 30 s.
+    Api::<Deployment>::namespaced(client("admin").await, n)
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"progressDeadlineSeconds": 30}})),
+        )
+        .await
+        .unwrap();
+    rolled_out(n, "web").await;
+    let _op = start_operator_tuned(n, Arc::new(Scripted), |c| c.concurrency = 1).await;
+    // New pods that no node accepts: the rollout waits (Pending is not broken), until its deadline.
+    let unschedulable = json!({"tool": "patch_resource", "namespace": n, "kind": "Deployment",
+        "name": "web", "strategy": "strategic",
+        "patch": {"spec": {"template": {"spec": {"nodeSelector": {"kubilitics.test/none": "x"}}}}}});
+    let plan = plan_and_approve(n, "slow", &[unschedulable]).await;
+    let pname = plan.metadata.name.clone().unwrap();
+    wait_for("step verifying", Duration::from_secs(30), || async {
+        get_plan(n, &pname)
+            .await
+            .status
+            .is_some_and(|s| s.steps[0].state == StepState::Verifying)
+    })
+    .await;
+    ask("admin", n, "quick", "[]").await;
+    wait_phase_within(n, "quick", &["Answered"], Duration::from_secs(20)).await;
+    let slow = wait_phase(n, "slow", "Executing").await;
+    assert_eq!(
+        format!("{:?}", slow.status.unwrap().phase.unwrap()),
+        "Executing",
+        "the slow request must still be verifying when the other one is answered"
+    );
+    // It still ends by the rollout's deadline, and is rolled back.
+    let r = wait_phase_within(n, "slow", &["RolledBack"], Duration::from_secs(90)).await;
+    let answer = r.status.unwrap().answer.unwrap_or_default();
+    assert!(
+        answer.contains("ProgressDeadlineExceeded") || answer.contains("not verified within 30s"),
+        "the rollout's deadline is the evidence: {answer}"
+    );
+}

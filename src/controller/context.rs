@@ -133,6 +133,7 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Agent(_) => "agent",
+            Error::Exec(ExecError::StillVerifying { .. }) => "verifying",
             Error::Exec(_) => "execute",
             Error::Tool(_) => "tool",
         }
@@ -141,6 +142,7 @@ impl Error {
     pub(super) fn retry_after(&self) -> Duration {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
+            Error::Exec(ExecError::StillVerifying { .. }) => Duration::from_secs(2),
             Error::Kube(_) | Error::Exec(_) => Duration::from_secs(2),
             Error::Agent(e) if e.is_transient() => Duration::from_secs(5),
             Error::Tool(e) if e.is_transient() => Duration::from_secs(5),
@@ -150,11 +152,17 @@ impl Error {
 }
 
 pub(super) fn error_policy(req: Arc<AIRequest>, err: &Error, _ctx: Arc<Context>) -> Action {
+    let name = kube::ResourceExt::name_any(req.as_ref());
+    if let Error::Exec(ExecError::StillVerifying { .. }) = err {
+        // Not a failure: a rollout in progress, looked at again shortly.
+        tracing::debug!(request = %name, what = %err, "verification continues");
+        return Action::requeue(err.retry_after());
+    }
     metrics()
         .reconcile_errors
         .with_label_values(&[err.label()])
         .inc();
-    tracing::warn!(request = %kube::ResourceExt::name_any(req.as_ref()), error = %err, "reconcile failed");
+    tracing::warn!(request = %name, error = %err, "reconcile failed");
     Action::requeue(err.retry_after())
 }
 

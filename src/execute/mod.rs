@@ -90,6 +90,11 @@ pub enum ExecError {
     Status(#[source] kube::Error),
     #[error("{0}")]
     Tool(#[from] ToolError),
+    /// A step is applied and its verification still waits (a rollout in progress): the
+    /// reconcile ends here and comes back shortly, instead of holding a worker for the whole
+    /// rollout. The step stays `Verifying`; its deadline counts from when it was applied.
+    #[error("step {step} verifying: {why}")]
+    StillVerifying { step: usize, why: String },
 }
 
 /// Persists a plan status (server-side apply of the whole status, one field manager).

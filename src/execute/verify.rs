@@ -25,6 +25,8 @@ use crate::tools::{Check, Mutation};
 
 /// How often the live state is read while verifying.
 const POLL: Duration = Duration::from_millis(500);
+/// How long one reconcile waits for a verification before it lets the worker go and comes back.
+const SLICE: Duration = Duration::from_secs(5);
 
 /// Waiting reasons of a container that will not become ready by waiting.
 const BROKEN: &[&str] = &[
@@ -77,6 +79,7 @@ pub async fn after_apply(
         .map(|t| t.0)
         .unwrap_or_else(Timestamp::now);
     let deadline = applied + jiff::SignedDuration::from_secs(ver.timeout_seconds.max(1));
+    let started = std::time::Instant::now();
     let verdict = loop {
         match probe(env.client, &mutation, &step).await {
             Ok(Verdict::Waiting(why)) if Timestamp::now() >= deadline => {
@@ -84,6 +87,9 @@ pub async fn after_apply(
                     "not verified within {}s ({:?}): {why}",
                     ver.timeout_seconds, ver.kind
                 ));
+            }
+            Ok(Verdict::Waiting(why)) if started.elapsed() >= SLICE => {
+                return Err(ExecError::StillVerifying { step: n, why });
             }
             Ok(Verdict::Waiting(_)) => tokio::time::sleep(POLL).await,
             Ok(v) => break v,
