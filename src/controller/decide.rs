@@ -601,18 +601,7 @@ fn approve(
         pgen,
     );
     let note = format!("plan {id} approved via {source}");
-    let mut rs = rstatus.clone();
-    // Single use: this id approved this plan; it never approves anything again.
-    if !rs.used_plan_ids.contains(&id) {
-        rs.used_plan_ids.push(id.clone());
-    }
-    set_request_phase(
-        &mut rs,
-        RequestPhase::Executing,
-        reason::EXECUTING,
-        &note,
-        req.metadata.generation,
-    );
+    let rs = executing_after_approval(rstatus, &id, &note, req.metadata.generation);
     Decision::update(Update {
         notes: [object_ref(plan), object_ref(req)]
             .iter()
@@ -672,5 +661,28 @@ pub fn superseded(plan: &AIPlan) -> Option<Update> {
 }
 
 pub mod policy;
+
+/// The request's status once plan `id` is approved: the id recorded as used (single use: it
+/// never approves anything again) and the request `Executing`. One rule for every approval path.
+pub(super) fn executing_after_approval(
+    rstatus: &AIRequestStatus,
+    id: &str,
+    note: &str,
+    generation: Option<i64>,
+) -> AIRequestStatus {
+    let mut rs = rstatus.clone();
+    if !rs.used_plan_ids.iter().any(|u| u == id) {
+        rs.used_plan_ids.push(id.to_string());
+    }
+    set_request_phase(
+        &mut rs,
+        RequestPhase::Executing,
+        reason::EXECUTING,
+        note,
+        generation,
+    );
+    rs
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,11 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::{
     Count, Decision, Execution, Finish, Next, Observed, Update, plan_conditions, refuse_once, seen,
-    set_request_phase,
 };
 use crate::api::{
-    AIPlan, AIPlanStatus, APPROVAL_COUNTED, CountedApproval, PlanPhase, PolicySnapshot,
-    RequestPhase, Requester, WAITING_FOR_WINDOW, condition, reason, truncate,
+    AIPlan, AIPlanStatus, APPROVAL_COUNTED, CountedApproval, PlanPhase, PolicySnapshot, Requester,
+    WAITING_FOR_WINDOW, condition, reason, truncate,
 };
 use crate::approval::{Candidate, Counted, QuorumDecision, decide_quorum};
 use crate::telemetry::{Note, object_ref};
@@ -263,17 +262,7 @@ pub(super) fn awaiting(
                 &note,
                 pgen,
             );
-            let mut rs = rstatus.clone();
-            if !rs.used_plan_ids.contains(&id) {
-                rs.used_plan_ids.push(id.clone());
-            }
-            set_request_phase(
-                &mut rs,
-                RequestPhase::Executing,
-                reason::EXECUTING,
-                &note,
-                req.metadata.generation,
-            );
+            let rs = super::executing_after_approval(rstatus, &id, &note, req.metadata.generation);
             notes.extend(
                 [object_ref(plan), object_ref(req)]
                     .iter()
