@@ -43,8 +43,9 @@ bench-llm:
 controlplane:
 	@hack/build-controlplane.sh
 
+## Start the local control plane in .cluster/ (MEMBERS=N also starts N member clusters in .cluster/members/).
 cluster-up:
-	@hack/cluster-up.sh
+	@MEMBERS="$(MEMBERS)" hack/cluster-up.sh
 
 cluster-down:
 	@hack/cluster-down.sh

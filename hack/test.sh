@@ -65,7 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 "$HACK_DIR/cluster-down.sh" >/dev/null 2>&1 || true
-"$HACK_DIR/cluster-up.sh"
+MEMBERS=1 "$HACK_DIR/cluster-up.sh"  # the test cluster and one member (.cluster-test/members/member-1)
 export KUBILITICS_TEST_CLUSTER="$KUBILITICS_CLUSTER_DIR"
 
 # The container image (buildah, FROM scratch); tests/image.rs runs it with podman as the operator.
@@ -74,7 +74,7 @@ KUBILITICS_TEST_IMAGE=$("$HACK_DIR/image.sh") || die "step 'make image' failed"
 export KUBILITICS_TEST_IMAGE
 
 log "integration tests against the real control plane (step 'cargo test --tests')"
-cargo test --test image --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test verify --test policies --test incidents --test chaos --test least_privilege \
+cargo test --test image --test controlplane --test operator --test operations --test chart --test llm --test safety --test gate --test gitops --test ha --test mcp --test plugin --test attacks --test local_model --test flux --test verify --test policies --test incidents --test chaos --test least_privilege --test clusters \
   || die "step 'cargo test --tests' failed"
 
 log "demo, end to end (step 'hack/demo.sh')"

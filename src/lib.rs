@@ -22,6 +22,7 @@ pub mod access;
 pub mod agent;
 pub mod api;
 pub mod approval;
+pub mod clusters;
 pub mod controller;
 pub mod diagnose;
 pub mod execute;

@@ -52,6 +52,10 @@ struct McpArgs {
     /// `Authorization: Bearer <Kubernetes token>` is the identity it acts as).
     #[arg(long, env = "KUBILITICS_MCP_HTTP")]
     http: Option<SocketAddr>,
+    /// Target this registered member cluster (AIRequest spec.cluster): every tool, reads
+    /// included, goes through the operator, which checks the caller's rights there.
+    #[arg(long, env = "KUBILITICS_MCP_CLUSTER")]
+    cluster: Option<String>,
     /// Host names accepted in the HTTP Host header (default: loopback only).
     #[arg(
         long = "allowed-host",
@@ -237,6 +241,10 @@ struct RunArgs {
     /// Namespace of the operator's own state (the quota ConfigMap).
     #[arg(long, env = "POD_NAMESPACE", default_value = "kubilitics-system")]
     state_namespace: String,
+    /// Member clusters (`spec.cluster`): registered by Secrets labelled
+    /// ai.kubilitics.io/cluster=true in the state namespace. Off: requests only target this cluster.
+    #[arg(long, env = "KUBILITICS_MEMBER_CLUSTERS", default_value_t = true, action = clap::ArgAction::Set)]
+    member_clusters: bool,
     /// Elect a leader among replicas with a Lease in the state namespace; only the leader reconciles.
     #[arg(long, env = "KUBILITICS_LEADER_ELECT", default_value_t = false)]
     leader_elect: bool,
@@ -350,10 +358,11 @@ async fn main() -> anyhow::Result<()> {
                         token_audience: args.token_audience,
                         rate_limit_per_minute: args.rate_limit_per_minute,
                         tls: args.tls_cert.zip(args.tls_key),
+                        cluster: args.cluster.clone(),
                     };
                     mcp::serve_http(addr, kube::Config::infer().await?, opts).await
                 }
-                None => mcp::serve_stdio(kube::Client::try_default().await?).await,
+                None => mcp::serve_stdio(kube::Client::try_default().await?, args.cluster).await,
             }
         }
     }
@@ -392,6 +401,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         gitops_identities: args.gitops_identities.clone(),
         cross_namespace_from: args.cross_namespace_from.clone(),
         execute_as,
+        clusters_namespace: args.member_clusters.then(|| args.state_namespace.clone()),
         quota: (args.rate_limit_requests.is_some() || args.llm_token_budget.is_some()).then(|| {
             QuotaConfig {
                 max_requests: args.rate_limit_requests,
@@ -485,6 +495,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 namespace: config.namespace.clone(),
                 separation_of_duties: config.separation_of_duties,
                 gitops_identities: config.gitops_identities.clone(),
+                clusters_namespace: config.clusters_namespace.clone(),
                 cert_secret: Some((
                     args.state_namespace.clone(),
                     args.webhook_cert_secret.clone(),

@@ -37,8 +37,9 @@ fn chart_lints_and_its_schema_rejects_bad_values() {
     ] {
         assert!(rendered.contains(kind), "missing {kind}");
     }
-    // Never users' Secrets: one rule, on the webhook certificate's Secret by name, in the
-    // release namespace only (a Role), and no right to create or list Secrets.
+    // Never users' Secrets: in the release namespace only (a Role), get/update of the webhook
+    // certificate's Secret by name, list/watch there for member cluster registrations (off with
+    // operator.memberClusters=false), and no right to create Secrets.
     let secret_rules: Vec<&str> = rendered
         .split("\n---")
         .filter(|d| d.contains("secrets"))
@@ -52,7 +53,25 @@ fn chart_lints_and_its_schema_rejects_bad_values() {
         ),
         "{role}"
     );
-    assert_eq!(role.matches("secrets").count(), 1, "{role}");
+    assert!(
+        role.contains("resources: [secrets]\n    verbs: [list, watch]"),
+        "{role}"
+    );
+    assert_eq!(role.matches("secrets").count(), 2, "{role}");
+    let off = tool(
+        "helm",
+        &[
+            "template",
+            "x",
+            "charts/kubilitics-ai",
+            "-n",
+            RELEASE_NS,
+            "--set",
+            "operator.memberClusters=false",
+        ],
+        None,
+    );
+    assert_eq!(off.matches("resources: [secrets]").count(), 1);
     for bad in [
         "operator.maxReplicas=5000",
         "operator.logFormat=xml",
@@ -267,6 +286,7 @@ async fn operator_runs_as_the_charts_service_account() {
             RELEASE_NS.to_string(),
             "kubilitics-ai-webhook-tls".to_string(),
         )),
+        clusters_namespace: None,
     };
     let stop = kubilitics_ai::webhook::ShutdownHandle::new();
     let (sa_client, stop2) = (client_as(&sa).await, stop.clone());

@@ -604,6 +604,7 @@ async fn replicas_share_one_webhook_certificate() {
         separation_of_duties: true,
         gitops_identities: vec![],
         cert_secret: Some(secret.clone()),
+        clusters_namespace: None,
     };
     let (admin, stop2) = (client("admin").await, stop.clone());
     let second = tokio::spawn(async move {

@@ -126,6 +126,15 @@ pub fn approve_permission(namespace: &str, plan: Option<&str>) -> Permission {
     }
 }
 
+/// Verb `use` on `clusters.ai.kubilitics.io/<cluster>` (cluster-scoped): who may send
+/// requests to a member cluster. No built-in role holds it; an admin grants it per cluster.
+pub fn use_cluster_permission(cluster: &str) -> Permission {
+    Permission {
+        name: Some(cluster.to_string()),
+        ..Permission::cluster("use", "ai.kubilitics.io", "clusters")
+    }
+}
+
 /// A client that acts as `who`: the operator's own credentials (`own`) impersonating the
 /// user's name, uid, groups and extra, so the API server's RBAC, admission policies keyed on
 /// the user and the audit log see the person, not the operator.

@@ -10,11 +10,15 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 /// True when the object cannot make progress without a person.
 pub const STALLED: &str = "Stalled";
+/// True while the member cluster a request targets cannot be reached (its work waits).
+pub const CLUSTER_UNAVAILABLE: &str = "ClusterUnavailable";
 
 /// Reasons used in conditions and Events (PascalCase, stable: automation may match on them).
 pub mod reason {
     pub const PLANNING: &str = "Planning";
     pub const PLANNER_UNAVAILABLE: &str = "PlannerUnavailable";
+    /// The member cluster (`spec.cluster`) is unknown, unusable or unreachable.
+    pub const CLUSTER_UNAVAILABLE: &str = "ClusterUnavailable";
     /// The agent met a problem on its way (unknown tool, invalid arguments, iteration cap).
     pub const AGENT_WARNING: &str = "AgentWarning";
     pub const ANSWERED: &str = "Answered";

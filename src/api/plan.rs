@@ -341,6 +341,9 @@ pub struct AIPlanStatus {
     /// Namespace the steps act in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_namespace: Option<String>,
+    /// The member cluster the steps act in (unset: the operator's own); part of the plan id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// What the plan does, in one paragraph.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

@@ -70,6 +70,14 @@ pub struct AIRequestSpec {
     /// plan id covers). Unset or `Auto`: each step's own rollback. Changing it re-plans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackPolicy>,
+
+    /// The registered member cluster the request is about (a Secret labelled
+    /// `ai.kubilitics.io/cluster: "true"` in the operator's namespace); unset: the cluster
+    /// the operator runs in. Targeting one needs verb `use` on
+    /// `clusters.ai.kubilitics.io/<name>` here, and the requester's own rights there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("cluster must be a DNS label (lowercase letters, digits and '-', at most 63 characters)"))]
+    pub cluster: Option<String>,
 }
 
 /// Whether a request's plan rolls back automatically after a failed verification.

@@ -11,6 +11,7 @@ use kube::{Client, runtime::controller::Action};
 
 use crate::agent::{AgentError, Planner};
 use crate::api::AIRequest;
+use crate::clusters::{ClusterError, Clusters, Member};
 use crate::execute::{ExecError, FailPoint};
 use crate::k8s::ToolError;
 use crate::safety::Guardrails;
@@ -52,6 +53,9 @@ pub struct Config {
     /// SubjectAccessReviews for the requester; the default) or the requester's own, by
     /// impersonation (`--execute-as requester`).
     pub execute_as: ExecuteAs,
+    /// Namespace of the Secrets that register member clusters (`spec.cluster`); `None`:
+    /// requests can only target the operator's own cluster.
+    pub clusters_namespace: Option<String>,
 }
 
 /// Who the API server sees on dry runs and plan steps.
@@ -80,6 +84,7 @@ impl Default for Config {
             cross_namespace_from: vec![],
             quota: None,
             execute_as: ExecuteAs::ServiceAccount,
+            clusters_namespace: None,
         }
     }
 }
@@ -94,6 +99,20 @@ pub struct Context {
     pub written: Arc<WriteMemo>,
     /// The approval policies' watch caches (`None`: their CRDs are not readable).
     pub policies: Option<super::policies::PolicyCache>,
+    /// The registered member clusters (`None`: multi-cluster is off).
+    pub clusters: Option<Clusters>,
+}
+
+/// Where a request's tools, dry runs and steps act: the operator's own cluster, or a member.
+#[derive(Clone, Debug, Default)]
+pub struct Place {
+    pub member: Option<Arc<Member>>,
+}
+
+impl Place {
+    pub fn cluster(&self) -> Option<&str> {
+        self.member.as_ref().map(|m| m.name.as_str())
+    }
 }
 
 impl Context {
@@ -101,16 +120,64 @@ impl Context {
     /// impersonating the requester under `--execute-as requester` (which then needs one).
     pub fn acting_client(
         &self,
+        place: &Place,
         requester: Option<&crate::api::Requester>,
     ) -> Result<Client, ToolError> {
         match (&self.config.execute_as, requester) {
-            (ExecuteAs::ServiceAccount, _) => Ok(self.client.clone()),
+            (ExecuteAs::ServiceAccount, _) => Ok(self.client_in(place)),
             (ExecuteAs::Requester(own), Some(who)) => {
+                let own = place.member.as_ref().map_or(own.as_ref(), |m| &m.config);
                 crate::access::impersonating(own, who).map_err(ToolError::Kube)
             }
             (ExecuteAs::Requester(_), None) => Err(ToolError::Forbidden(
                 "--execute-as requester: this request has no requester identity to act as".into(),
             )),
+        }
+    }
+}
+
+impl Context {
+    /// The operator's own client where `place` is.
+    pub fn client_in(&self, place: &Place) -> Client {
+        place
+            .member
+            .as_ref()
+            .map_or_else(|| self.client.clone(), |m| m.client.clone())
+    }
+
+    /// Where a request with `spec.cluster = cluster` acts.
+    pub async fn place(&self, cluster: Option<&str>) -> Result<Place, ClusterError> {
+        let Some(name) = cluster else {
+            return Ok(Place::default());
+        };
+        let Some(clusters) = &self.clusters else {
+            return Err(ClusterError::Disabled(name.to_string()));
+        };
+        Ok(Place {
+            member: Some(clusters.get(name).await?),
+        })
+    }
+
+    /// The guardrails where `place` is: a member's own protected namespaces when its
+    /// registration names them.
+    pub fn guardrails_in(&self, place: &Place) -> crate::safety::Guardrails {
+        let mut g = self.config.guardrails.clone();
+        if let Some(p) = place
+            .member
+            .as_ref()
+            .and_then(|m| m.protected_namespaces.clone())
+        {
+            g.protected_namespaces = p;
+        }
+        g
+    }
+
+    /// The event publisher for a plan acting at `place` (events on touched objects land
+    /// where they live).
+    pub fn events_in(&self, place: &Place) -> Events {
+        match &place.member {
+            Some(m) => self.events.with_targets_in(m.client.clone()),
+            None => self.events.clone(),
         }
     }
 }
@@ -126,6 +193,8 @@ pub enum Error {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Tool(#[from] ToolError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl Error {
@@ -136,6 +205,7 @@ impl Error {
             Error::Exec(ExecError::StillVerifying { .. }) => "verifying",
             Error::Exec(_) => "execute",
             Error::Tool(_) => "tool",
+            Error::Cluster(_) => "cluster",
         }
     }
 
@@ -146,6 +216,7 @@ impl Error {
             Error::Kube(_) | Error::Exec(_) => Duration::from_secs(2),
             Error::Agent(e) if e.is_transient() => Duration::from_secs(5),
             Error::Tool(e) if e.is_transient() => Duration::from_secs(5),
+            Error::Cluster(e) if e.is_transient() => Duration::from_secs(5),
             _ => Duration::from_secs(60),
         }
     }

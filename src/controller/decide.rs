@@ -59,6 +59,9 @@ pub fn input_digest(spec: &AIRequestSpec, own_namespace: &str) -> String {
     if spec.rollback == Some(crate::api::RollbackPolicy::Never) {
         doc["rollback"] = serde_json::json!("Never");
     }
+    if let Some(c) = &spec.cluster {
+        doc["cluster"] = serde_json::json!(c);
+    }
     hex::encode(Sha256::digest(execute::plan_id::canonical(&doc).as_bytes()))[..16].to_string()
 }
 

@@ -65,6 +65,13 @@ pub async fn run(
             Some((cache, task)) => (Some(cache), Some(task)),
             None => (None, None),
         };
+    let (clusters, clusters_task) = match &config.clusters_namespace {
+        Some(ns) => {
+            let (c, t) = crate::clusters::Clusters::start(client.clone(), ns);
+            (Some(c), Some(t))
+        }
+        None => (None, None),
+    };
     let ctx = Arc::new(Context {
         client,
         events,
@@ -72,6 +79,7 @@ pub async fn run(
         config,
         written: Default::default(),
         policies,
+        clusters,
     });
     let (reader, writer) = reflector::store();
     let request_stream = watcher::watcher(requests, WatcherConfig::default())
@@ -121,7 +129,7 @@ pub async fn run(
             }
         })
         .await;
-    if let Some(t) = policy_task {
+    for t in [policy_task, clusters_task].into_iter().flatten() {
         t.abort();
     }
     ready.set(false);

@@ -17,16 +17,18 @@ use kube::{
 
 use super::answer::{self, PlanView};
 use super::conditions::{plan_conditions, request_conditions, set_request_phase};
-use super::context::{Context, Error};
+use super::context::{Context, Error, Place};
 use super::decide::{Count, Next, Update, next_plan_name, superseded};
 use super::status::{Target, apply, plans, requests, write_plan, write_request};
 use crate::agent::{AgentState, Outcome, PlanInput};
 use crate::api::{
-    AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestStatus, PlanPhase, PlanStep,
-    RequestPhase, Risk, reason, truncate,
+    AIPlan, AIPlanSpec, AIPlanStatus, AIRequest, AIRequestStatus, CLUSTER_UNAVAILABLE, PlanPhase,
+    PlanStep, RequestPhase, Risk, condition, reason, truncate,
 };
-use crate::execute::plan_id;
-use crate::safety::authz::{Authorizer, REQUESTER_ANNOTATION, identity_from};
+use crate::execute::plan_id::plan_id_in;
+use crate::safety::authz::{
+    Authorizer, REQUESTER_ANNOTATION, identity_from, use_cluster_permission,
+};
 use crate::telemetry::{Note, metrics, object_ref};
 use crate::tools::{Mutation, ReadTools};
 
@@ -76,13 +78,20 @@ pub async fn plan(ctx: &Context, req: &AIRequest, digest: String) -> Result<Upda
             None,
         ));
     }
-    let authz = requester
-        .clone()
-        .map(|r| Authorizer::new(ctx.client.clone(), r));
-    let mut outcome = match run_planner(ctx, req, &status, &digest, resume, authz.clone()).await? {
-        Ok(o) => o,
+    // Where it acts: the operator's cluster, or a registered member the requester may use.
+    let place = match placed(ctx, req, &status, &digest, requester.as_ref()).await? {
+        Ok(p) => p,
         Err(update) => return Ok(update),
     };
+    // The requester's rights are checked where the request acts (a member's own RBAC).
+    let authz = requester
+        .clone()
+        .map(|r| Authorizer::new(ctx.client_in(&place), r));
+    let mut outcome =
+        match run_planner(ctx, req, &status, &digest, resume, authz.clone(), &place).await? {
+            Ok(o) => o,
+            Err(update) => return Ok(update),
+        };
     let warnings = answer::agent_warnings(&outcome.warnings);
     answer::append_warnings(&mut outcome.answer, &warnings);
     let req_ref = object_ref(req);
@@ -114,14 +123,99 @@ pub async fn plan(ctx: &Context, req: &AIRequest, digest: String) -> Result<Upda
         generation: gen_,
         op,
     };
-    let mut update = match draft(ctx, &outcome, authz.as_ref()).await? {
+    let mut update = match draft(ctx, &outcome, authz.as_ref(), &place).await? {
         Drafted::Done(done) => planned.done(&req_ref, &outcome.answer, done),
-        Drafted::Plan(d) => propose(ctx, req, &outcome, d, planned).await?,
+        Drafted::Plan(d) => propose(ctx, req, &outcome, d, planned, &place).await?,
     };
     // The agent's warnings go out first.
     notes.append(&mut update.notes);
     update.notes = notes;
     Ok(update)
+}
+
+/// Where a request acts. A member cluster must be registered and usable (else the request
+/// fails, saying why), the requester must hold verb `use` on it in this cluster (else it is
+/// refused), and it must answer (else the request waits, `ClusterUnavailable`).
+async fn placed(
+    ctx: &Context,
+    req: &AIRequest,
+    status: &AIRequestStatus,
+    digest: &str,
+    requester: Option<&crate::api::Requester>,
+) -> Result<Result<Place, Update>, Error> {
+    let place = match ctx.place(req.spec.cluster.as_deref()).await {
+        Ok(p) => p,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            let msg = e.to_string();
+            let why = (
+                reason::CLUSTER_UNAVAILABLE,
+                msg.as_str(),
+                answer::refused(&msg),
+            );
+            return Ok(Err(refused(req, status, digest.to_string(), why, None)));
+        }
+    };
+    let Some(member) = &place.member else {
+        return Ok(Ok(place));
+    };
+    if let Some(who) = requester {
+        let authz = Authorizer::new(ctx.client.clone(), who.clone());
+        match authz.check(&[use_cluster_permission(&member.name)]).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                let msg = format!(
+                    "{} may not send requests to cluster {}: {e} (an admin grants verb use on clusters.ai.kubilitics.io/{})",
+                    who.username, member.name, member.name
+                );
+                let why = (reason::BLOCKED, msg.as_str(), answer::refused(&msg));
+                return Ok(Err(refused(req, status, digest.to_string(), why, None)));
+            }
+        }
+    }
+    if let Err(e) = member.client.apiserver_version().await {
+        return Ok(Err(cluster_unavailable(req, status, &member.name, &e)));
+    }
+    Ok(Ok(place))
+}
+
+/// The request waits for its member cluster: a `ClusterUnavailable` condition (and a
+/// Warning event when its message is new) on the status as it is, looked at again shortly.
+pub(super) fn cluster_unavailable(
+    req: &AIRequest,
+    status: &AIRequestStatus,
+    cluster: &str,
+    e: &dyn std::fmt::Display,
+) -> Update {
+    let msg = format!("cluster {cluster} cannot be reached: {e}; waiting for it");
+    let already = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CLUSTER_UNAVAILABLE && c.status == "True" && c.message == msg);
+    let mut u = Update::then(Next::After(Duration::from_secs(3)));
+    if already {
+        return u;
+    }
+    let mut s = status.clone();
+    s.conditions.retain(|c| c.type_ != CLUSTER_UNAVAILABLE);
+    s.conditions.push(condition(
+        &status.conditions,
+        CLUSTER_UNAVAILABLE,
+        true,
+        reason::CLUSTER_UNAVAILABLE,
+        &msg,
+        req.metadata.generation,
+        Timestamp::now(),
+    ));
+    u.request = Some(s);
+    u.notes = vec![Note::warning(
+        &object_ref(req),
+        reason::CLUSTER_UNAVAILABLE,
+        "Cluster",
+        msg,
+    )];
+    u
 }
 
 /// A changed request supersedes its previous plan, which then never runs.
@@ -229,6 +323,7 @@ async fn run_planner(
     digest: &str,
     resume: Option<AgentState>,
     authz: Option<Authorizer>,
+    place: &Place,
 ) -> Result<Result<Outcome, Update>, Error> {
     let ns = req.namespace().unwrap_or_default();
     let req_api = requests(ctx, &ns);
@@ -255,7 +350,7 @@ async fn run_planner(
     };
     let scope = (!ctx.config.cross_namespace_from.contains(&ns))
         .then(|| vec![ns.clone(), req.target_namespace()]);
-    let tools = ReadTools::new(ctx.client.clone())
+    let tools = ReadTools::new(ctx.client_in(place))
         .with_authorizer(authz)
         .with_scope(scope);
     // `Planning` is written only when planning takes long enough to be seen
@@ -415,11 +510,12 @@ async fn draft(
     ctx: &Context,
     outcome: &Outcome,
     authz: Option<&Authorizer>,
+    place: &Place,
 ) -> Result<Drafted, Error> {
     if outcome.mutations.is_empty() {
         return Ok(Drafted::Done(Done::Answered));
     }
-    let verdict = ctx.config.guardrails.check_plan(&outcome.mutations);
+    let verdict = ctx.guardrails_in(place).check_plan(&outcome.mutations);
     let mut blocked = verdict.blocked;
     if blocked.is_empty()
         && let Some(a) = authz
@@ -435,7 +531,7 @@ async fn draft(
     if !blocked.is_empty() {
         return Ok(Drafted::Done(Done::Blocked(blocked.join("; "))));
     }
-    let steps = match prepare(ctx, &outcome.mutations, &verdict.risks, authz).await? {
+    let steps = match prepare(ctx, &outcome.mutations, &verdict.risks, authz, place).await? {
         Ok(steps) => steps,
         Err(done) => return Ok(Drafted::Done(done)),
     };
@@ -453,10 +549,11 @@ async fn prepare(
     mutations: &[Mutation],
     risks: &[Risk],
     authz: Option<&Authorizer>,
+    place: &Place,
 ) -> Result<Result<Vec<PlanStep>, Done>, Error> {
     // The requester's own client under `--execute-as requester`: the dry run then passes the
     // API server's RBAC and admission policies as that person.
-    let client = match ctx.acting_client(authz.map(|a| &a.user)) {
+    let client = match ctx.acting_client(place, authz.map(|a| &a.user)) {
         Ok(c) => c,
         Err(e) => return Ok(Err(Done::NotPlanned(e.to_string()))),
     };
@@ -575,6 +672,7 @@ async fn propose(
     outcome: &Outcome,
     d: PlanDraft,
     planned: Planned<'_>,
+    place: &Place,
 ) -> Result<Update, Error> {
     let ns = req.namespace().unwrap_or_default();
     let name = req.name_any();
@@ -586,8 +684,9 @@ async fn propose(
     let created = create_plan(ctx, req, &plan_name).await?;
     let target_ns = req.target_namespace();
     // The id binds this plan object's uid: an approval approves exactly this plan, once.
-    let id = plan_id(
+    let id = plan_id_in(
         created.metadata.uid.as_deref().unwrap_or_default(),
+        place.cluster(),
         &target_ns,
         &d.steps,
     );
@@ -604,6 +703,7 @@ async fn propose(
         plan_id: Some(id.clone()),
         request: Some(name.clone()),
         target_namespace: Some(target_ns),
+        cluster: place.cluster().map(String::from),
         summary: Some(truncate(&plan_summary, 1024)),
         risk: Some(d.risk),
         step_count: Some(d.steps.len() as i32),

@@ -9,15 +9,16 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use kube::{ResourceExt, runtime::controller::Action};
 
-use super::context::{Context, Error};
+use super::context::{Context, Error, Place};
 use super::decide::{Decision, Execution, Finish, Need, Observed, decide, input_digest};
 use super::planning;
 use super::status::{Applied, Target, apply, finish, plans, requests, write_plan};
 use crate::api::{AIPlan, AIPlanStatus, AIRequest, PlanPhase, Requester};
 use crate::controller::conditions::{plan_conditions, plan_reason};
-use crate::execute::{self, plan_id};
+use crate::execute::{self, plan_id::plan_id_in};
 use crate::safety::authz::{
     Authorizer, REQUESTER_ANNOTATION, approve_permission, identity_from, separation_of_duties,
+    use_cluster_permission,
 };
 
 pub async fn reconcile(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -75,7 +76,10 @@ async fn reconcile_inner(req: Arc<AIRequest>, ctx: Arc<Context>) -> Result<Actio
                 let Some(Some(plan)) = &obs.plan else {
                     return Ok(Action::await_change());
                 };
-                obs.gate = Some(gate(&ctx, &req, plan, approver.as_ref()).await?);
+                match gate(&ctx, &req, plan, approver.as_ref()).await {
+                    Ok(verdict) => obs.gate = Some(verdict),
+                    Err(err) => return member_down(&ctx, &req, plan, err).await,
+                }
             }
             Applied::Observe(Need::Policy) => {
                 let Some(Some(plan)) = &obs.plan else {
@@ -120,8 +124,9 @@ pub(super) async fn gate(
 ) -> Result<Result<(), String>, Error> {
     let ps = plan.status.clone().unwrap_or_default();
     let ns = plan.namespace().unwrap_or_default();
-    let recomputed = plan_id(
+    let recomputed = plan_id_in(
         plan.metadata.uid.as_deref().unwrap_or_default(),
+        ps.cluster.as_deref(),
         ps.target_namespace
             .as_deref()
             .unwrap_or(&req.target_namespace()),
@@ -133,6 +138,18 @@ pub(super) async fn gate(
             ps.plan_id.as_deref().unwrap_or("(none)")
         )));
     }
+    if ps.cluster != req.spec.cluster {
+        return Ok(Err(format!(
+            "the plan acts in cluster {}, the request now targets {}",
+            ps.cluster.as_deref().unwrap_or("(this one)"),
+            req.spec.cluster.as_deref().unwrap_or("(this one)")
+        )));
+    }
+    let place = match ctx.place(ps.cluster.as_deref()).await {
+        Ok(p) => p,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     let requester = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION);
     let Some(approver) = approver else {
         if ctx.config.require_identity {
@@ -149,18 +166,63 @@ pub(super) async fn gate(
     {
         return Ok(Err(why));
     }
-    let authz = Authorizer::new(ctx.client.clone(), approver.clone());
+    // Here: verb approve on this plan (and use on its member cluster). Where the steps act:
+    // every step, by the member's own RBAC when it is a member.
+    let here = Authorizer::new(ctx.client.clone(), approver.clone());
     let mut perms = vec![approve_permission(&ns, Some(&plan.name_any()))];
+    if let Some(c) = place.cluster() {
+        perms.push(use_cluster_permission(c));
+    }
+    let mut steps = vec![];
     for step in &ps.steps {
         match crate::tools::Mutation::from_step(step) {
-            Ok(m) => perms.extend(m.permissions()),
+            Ok(m) => steps.extend(m.permissions()),
             Err(e) => return Ok(Err(format!("step `{}` is not executable: {e}", step.tool))),
         }
     }
-    match authz.check(&perms).await {
+    let there = Authorizer::new(ctx.client_in(&place), approver.clone());
+    let checked = match here.check(&perms).await {
+        Ok(()) => there.check(&steps).await,
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(()) => Ok(Ok(())),
         Err(e) if e.is_transient() => Err(e.into()),
         Err(e) => Ok(Err(format!("the approver cannot approve this plan: {e}"))),
+    }
+}
+
+/// An error while a plan acts in a member cluster: when the member does not answer, the
+/// request says so (condition `ClusterUnavailable`, a Warning event) and looks again
+/// shortly; any other error is retried as it is.
+async fn member_down(
+    ctx: &Context,
+    req: &AIRequest,
+    plan: &AIPlan,
+    err: Error,
+) -> Result<Action, Error> {
+    let Some(name) = plan.status.as_ref().and_then(|s| s.cluster.clone()) else {
+        return Err(err);
+    };
+    let Ok(Place {
+        member: Some(member),
+    }) = ctx.place(Some(&name)).await
+    else {
+        return Err(err);
+    };
+    let Err(down) = member.client.apiserver_version().await else {
+        return Err(err);
+    };
+    tracing::warn!(cluster = %name, error = %down, "member cluster unavailable");
+    let status = req.status.clone().unwrap_or_default();
+    let u = planning::cluster_unavailable(req, &status, &name, &down);
+    let t = Target {
+        request: req,
+        plan: Some(plan),
+    };
+    match apply(ctx, t, Decision::update(u)).await? {
+        Applied::Done(action) => Ok(action),
+        _ => Ok(Action::requeue(std::time::Duration::from_secs(3))),
     }
 }
 
@@ -198,17 +260,51 @@ async fn run_plan(
                 Ok(s)
             })
         };
+    // Where the steps act: the plan's cluster, as hashed into its id.
+    let place = match ctx.place(e.plan.cluster.as_deref()).await {
+        Ok(p) => p,
+        Err(err) if err.is_transient() => return Err(err.into()),
+        Err(err) => {
+            // Unregistered since the approval: nothing runs, and the request says why.
+            let msg = format!("{err}; nothing was changed");
+            let mut plan_now = plan.clone();
+            plan_now.status = Some(e.plan.clone());
+            let f = Finish::of_execution(execute::ExecOutcome::Failed(msg), &e.plan);
+            let t = Target {
+                request: req,
+                plan: Some(&plan_now),
+            };
+            return match finish(ctx, t, e.plan, f).await? {
+                Applied::Done(action) => Ok(action),
+                _ => Ok(Action::await_change()),
+            };
+        }
+    };
+    if let Some(m) = &place.member
+        && let Err(down) = m.client.apiserver_version().await
+    {
+        return member_down(ctx, req, plan, Error::Kube(down)).await;
+    }
     let authz = identity_from(req.metadata.annotations.as_ref(), REQUESTER_ANNOTATION)
-        .map(|r| Authorizer::new(ctx.client.clone(), r));
-    let client = ctx.acting_client(authz.as_ref().map(|a| &a.user))?;
+        .map(|r| Authorizer::new(ctx.client_in(&place), r));
+    let client = ctx.acting_client(&place, authz.as_ref().map(|a| &a.user))?;
+    let events = ctx.events_in(&place);
     let env = execute::Env {
         client: &client,
-        events: &ctx.events,
+        events: &events,
         write: &writer,
         failpoint: ctx.config.failpoint,
         authz: authz.as_ref(),
     };
-    let (ps, outcome) = execute::execute(&env, plan, e.plan, &e.token).await?;
+    let (ps, outcome) = match execute::execute(&env, plan, e.plan, &e.token).await {
+        Ok(done) => done,
+        Err(err) if place.member.is_some() => {
+            let mut plan_now = plan.clone();
+            plan_now.status = last.lock().map(|g| g.clone()).unwrap_or(None);
+            return member_down(ctx, req, &plan_now, err.into()).await;
+        }
+        Err(err) => return Err(err.into()),
+    };
     let mut plan_now = plan.clone();
     plan_now.status = last.lock().map(|g| g.clone()).unwrap_or(None);
     let f = Finish::of_execution(outcome, &ps);

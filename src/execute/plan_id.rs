@@ -13,6 +13,18 @@ use crate::api::PlanStep;
 /// approval single-use: it approves exactly one plan object, never a later
 /// plan with the same content or a copy in another request.
 pub fn plan_id(plan_uid: &str, target_namespace: &str, steps: &[PlanStep]) -> String {
+    plan_id_in(plan_uid, None, target_namespace, steps)
+}
+
+/// [`plan_id`] of a plan whose steps act in the member cluster `cluster` (`None`: the
+/// operator's own cluster, whose plans keep the ids they always had). The cluster's name is
+/// hashed: an approval of a plan for one cluster never runs it in another.
+pub fn plan_id_in(
+    plan_uid: &str,
+    cluster: Option<&str>,
+    target_namespace: &str,
+    steps: &[PlanStep],
+) -> String {
     let steps: Vec<Value> = steps
         .iter()
         .map(|s| {
@@ -33,8 +45,11 @@ pub fn plan_id(plan_uid: &str, target_namespace: &str, steps: &[PlanStep]) -> St
             v
         })
         .collect();
-    let doc =
-        canonical(&json!({"plan": plan_uid, "targetNamespace": target_namespace, "steps": steps}));
+    let mut doc = json!({"plan": plan_uid, "targetNamespace": target_namespace, "steps": steps});
+    if let Some(c) = cluster {
+        doc["cluster"] = json!(c);
+    }
+    let doc = canonical(&doc);
     let digest = Sha256::digest(doc.as_bytes());
     hex::encode(digest)[..16].to_string()
 }
@@ -79,6 +94,18 @@ fn write(v: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_is_part_of_the_id() {
+        let steps = [step("u1", 3)];
+        let here = plan_id("p1", "shop", &steps);
+        assert_eq!(plan_id_in("p1", None, "shop", &steps), here);
+        let m1 = plan_id_in("p1", Some("member-1"), "shop", &steps);
+        let m2 = plan_id_in("p1", Some("member-2"), "shop", &steps);
+        assert_ne!(m1, here);
+        assert_ne!(m1, m2);
+        assert_eq!(m1, plan_id_in("p1", Some("member-1"), "shop", &steps));
+    }
     use crate::api::{StepState, StepTarget};
 
     fn step(uid: &str, before: i64) -> PlanStep {

@@ -289,6 +289,12 @@ async fn broken_pods(
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // Until the controller has seen the step's generation, its revision
+    // annotations still name the previous template: the old pods (maybe the
+    // crashing ones the step replaces) would be taken for the new ones.
+    if !generation_observed(live) {
+        return Ok(None);
+    }
     let Some(labels) = live
         .pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)
@@ -353,6 +359,11 @@ async fn broken_pods(
     Ok((!evidence.is_empty()).then(|| evidence.join("; ")))
 }
 
+/// Whether the workload's controller has processed its latest spec.
+fn generation_observed(live: &Value) -> bool {
+    num(live, "/status/observedGeneration") >= num(live, "/metadata/generation")
+}
+
 /// The `pod-template-hash` of a Deployment's current (newest) ReplicaSet.
 async fn new_replicaset_hash(
     client: &Client,
@@ -401,6 +412,13 @@ mod tests {
         json!({"metadata": {"generation": gen_}, "spec": {"replicas": want},
             "status": {"observedGeneration": observed, "replicas": total,
                        "updatedReplicas": updated, "availableReplicas": avail}})
+    }
+
+    #[test]
+    fn old_pods_are_not_evidence_before_the_controller_saw_the_change() {
+        assert!(!generation_observed(&deploy(3, 2, 1, 1, 0, 1)));
+        assert!(generation_observed(&deploy(3, 3, 1, 1, 0, 1)));
+        assert!(generation_observed(&deploy(3, 4, 1, 1, 0, 1)));
     }
 
     #[test]

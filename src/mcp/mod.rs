@@ -127,6 +127,8 @@ pub struct HttpOptions {
     pub rate_limit_per_minute: u32,
     /// PEM certificate and key: serve HTTPS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The registered member cluster every tool targets (`None`: this server's cluster).
+    pub cluster: Option<String>,
 }
 
 impl Default for HttpOptions {
@@ -137,6 +139,7 @@ impl Default for HttpOptions {
             token_audience: "kubilitics-ai".into(),
             rate_limit_per_minute: 120,
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -146,6 +149,9 @@ pub struct McpServer {
     identity: Identity,
     /// How long a mutating tool waits for the operator's plan.
     plan_wait: Duration,
+    /// The registered member cluster every tool targets (`--cluster`); `None`: the cluster
+    /// this server is connected to.
+    cluster: Option<String>,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
@@ -173,9 +179,17 @@ impl McpServer {
         Self {
             identity,
             plan_wait: Duration::from_secs(30),
+            cluster: None,
             tool_router: Self::tool_router(),
             prompt_router: Self::prompt_router(),
         }
+    }
+
+    /// Every tool targets the member cluster `cluster` (through the operator, which holds
+    /// its credentials and checks the caller's rights there).
+    pub fn for_cluster(mut self, cluster: Option<String>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     fn client(&self, ctx: &RequestContext<RoleServer>) -> Result<Client, McpError> {
@@ -206,6 +220,12 @@ impl McpServer {
         ctx: &RequestContext<RoleServer>,
         call: ReadCall,
     ) -> Result<CallToolResult, McpError> {
+        if self.cluster.is_some() {
+            // A member cluster is read by the operator (its credentials there, the caller's
+            // rights there checked by SubjectAccessReview): a read-only request.
+            let (ns, prompt) = read_prompt(&call);
+            return self.ask(ctx, &ns, "read", prompt, true).await;
+        }
         let tools = ReadTools::new(self.client(ctx)?);
         let (result, _) = tools.run(&call).await;
         Ok(match result {
@@ -222,6 +242,18 @@ impl McpServer {
         slug: &str,
         prompt: String,
     ) -> Result<CallToolResult, McpError> {
+        self.ask(ctx, namespace, slug, prompt, false).await
+    }
+
+    /// Creates an AIRequest as the caller (read-only or not) and reports its answer or plan.
+    async fn ask(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        namespace: &str,
+        slug: &str,
+        prompt: String,
+        read_only: bool,
+    ) -> Result<CallToolResult, McpError> {
         let client = self.client(ctx)?;
         let requests: Api<AIRequest> = Api::namespaced(client.clone(), namespace);
         let req = AIRequest {
@@ -232,6 +264,8 @@ impl McpServer {
             },
             spec: AIRequestSpec {
                 prompt,
+                cluster: self.cluster.clone(),
+                mode: read_only.then_some(crate::api::Mode::ReadOnly),
                 ..Default::default()
             },
             status: None,
@@ -489,10 +523,36 @@ impl ServerHandler for McpServer {
     }
 }
 
-/// Serves MCP over stdio until the client disconnects.
-pub async fn serve_stdio(client: Client) -> anyhow::Result<()> {
+/// A read tool's call as the question a read-only request asks (namespace, prompt).
+fn read_prompt(call: &ReadCall) -> (String, String) {
+    match call {
+        ReadCall::ListPods { namespace, .. } => (
+            namespace.clone(),
+            format!("list pods in namespace {namespace}"),
+        ),
+        ReadCall::GetPodLogs {
+            namespace, name, ..
+        } => (
+            namespace.clone(),
+            format!("show the logs of pod {name} in namespace {namespace}"),
+        ),
+        ReadCall::DescribeResource {
+            namespace,
+            kind,
+            name,
+        } => (
+            namespace.clone(),
+            format!("describe {kind} {name} in namespace {namespace}"),
+        ),
+        _ => ("default".into(), "is the cluster healthy?".into()),
+    }
+}
+
+/// Serves MCP over stdio until the client disconnects; every tool targets `cluster` when set.
+pub async fn serve_stdio(client: Client, cluster: Option<String>) -> anyhow::Result<()> {
     use rmcp::ServiceExt;
     let service = McpServer::with_client(client)
+        .for_cluster(cluster)
         .serve(rmcp::transport::stdio())
         .await?;
     service.waiting().await?;
@@ -509,7 +569,7 @@ pub async fn serve_http(addr: SocketAddr, own: Config, opts: HttpOptions) -> any
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
     let reviewer = Client::try_from(own.clone())?;
-    let server = McpServer::impersonating_callers(own);
+    let server = McpServer::impersonating_callers(own).for_cluster(opts.cluster.clone());
     let mut config = StreamableHttpServerConfig::default();
     if !opts.allowed_hosts.is_empty() {
         config.allowed_hosts = opts.allowed_hosts.clone();

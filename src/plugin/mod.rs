@@ -27,6 +27,10 @@ pub struct PluginCli {
     /// Output format for lists and plans.
     #[arg(short = 'o', long, global = true, value_enum)]
     pub output: Option<Output>,
+    /// The registered member cluster a request targets (AIRequest spec.cluster); default:
+    /// the cluster the operator runs in.
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
     #[command(subcommand)]
     pub command: PluginCommand,
 }
@@ -81,6 +85,13 @@ pub enum PluginCommand {
     History {
         #[arg(long)]
         conversation: Option<String>,
+    },
+    /// Registered member clusters and whether they answer (reads the registration Secrets in
+    /// the operator's namespace: an admin's command).
+    Clusters {
+        /// The operator's namespace.
+        #[arg(long, default_value = "kubilitics-system")]
+        operator_namespace: String,
     },
 }
 
@@ -175,6 +186,7 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
                     prompt,
                     conversation,
                     mode: read_only.then_some(Mode::ReadOnly),
+                    cluster: cli.cluster.clone(),
                     ..Default::default()
                 },
                 status: None,
@@ -367,6 +379,31 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!(explain(&e, &format!("rejecting {plan}"))))?;
             println!("plan {plan} rejected");
+            Ok(())
+        }
+        PluginCommand::Clusters { operator_namespace } => {
+            let rows = crate::clusters::health(client.clone(), &operator_namespace)
+                .await
+                .map_err(|e| anyhow::anyhow!(explain(&e, "listing cluster registrations")))?;
+            if let Some(o) = cli.output {
+                return print_structured(o, &rows);
+            }
+            if rows.is_empty() {
+                println!(
+                    "No member clusters registered in {operator_namespace} (Secrets labelled ai.kubilitics.io/cluster=true)."
+                );
+                return Ok(());
+            }
+            let mut t = vec![vec![
+                "CLUSTER".to_string(),
+                "SECRET".into(),
+                "SERVER".into(),
+                "HEALTH".into(),
+            ]];
+            for r in rows {
+                t.push(vec![r.name, r.secret, r.server, r.health]);
+            }
+            table(t);
             Ok(())
         }
         PluginCommand::History { conversation } => {

@@ -23,6 +23,9 @@ use crate::k8s::kube_is_transient;
 pub struct Events {
     client: Client,
     instance: String,
+    /// Where events about touched objects go when they live in a member cluster (events
+    /// about AIRequests and AIPlans always go to the operator's own cluster).
+    targets: Option<Client>,
 }
 
 /// Whether an event reports something normal or something a person should look at.
@@ -92,6 +95,28 @@ impl Events {
         Self {
             client,
             instance: instance.unwrap_or_else(|| MANAGER.into()),
+            targets: None,
+        }
+    }
+
+    /// This publisher, with events about touched objects created in the member cluster
+    /// `client` talks to (where their objects live).
+    pub fn with_targets_in(&self, client: Client) -> Self {
+        Self {
+            targets: Some(client),
+            ..self.clone()
+        }
+    }
+
+    /// The client whose cluster holds the object an event is about.
+    fn client_for(&self, regarding: &ObjectReference) -> &Client {
+        let ours = regarding
+            .api_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("ai.kubilitics.io/"));
+        match &self.targets {
+            Some(member) if !ours => member,
+            _ => &self.client,
         }
     }
 
@@ -143,7 +168,7 @@ impl Events {
     ) {
         let ev = self.event(regarding, warning, reason, action, note);
         let ns = regarding.namespace.as_deref().unwrap_or("default");
-        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<Event> = Api::namespaced(self.client_for(regarding).clone(), ns);
         // Retried through a short API server or etcd outage (about 6 s): the
         // callers publish before the write that records their decision, and a
         // decision must not go unreported because the API server restarted.

@@ -51,6 +51,7 @@ use crate::api::{AIPlan, AIRequest, MANAGER, Requester};
 use crate::safety::authz::{
     APPROVED_BY_ANNOTATION, Authorizer, REQUESTER_ANNOTATION, REQUESTER_EXTRA_ANNOTATION,
     approve_permission, extra_annotation, identity_annotation, identity_from, separation_of_duties,
+    use_cluster_permission,
 };
 use crate::tools::Mutation;
 
@@ -85,12 +86,16 @@ pub struct WebhookConfig {
     /// The Secret (namespace, name) holding the serving certificate shared by
     /// all replicas; `None`: a certificate of this process only (one replica).
     pub cert_secret: Option<(String, String)>,
+    /// Namespace of the Secrets registering member clusters (approvals of a member's plan
+    /// are checked against the member's RBAC); `None`: no member clusters.
+    pub clusters_namespace: Option<String>,
 }
 
 struct Shared {
     client: Client,
     separation_of_duties: bool,
     gitops_identities: Vec<String>,
+    clusters: Option<crate::clusters::Clusters>,
 }
 
 /// Stops a running webhook server (closing open connections too).
@@ -153,10 +158,15 @@ pub async fn run_with_handle(
             }
         });
     }
+    let clusters = cfg
+        .clusters_namespace
+        .as_deref()
+        .map(|ns| crate::clusters::Clusters::start(client.clone(), ns).0);
     let shared = Arc::new(Shared {
         client,
         separation_of_duties: cfg.separation_of_duties,
         gitops_identities: cfg.gitops_identities.clone(),
+        clusters,
     });
     let app = Router::new()
         .route("/mutate/airequests", post(mutate_request))
@@ -499,13 +509,14 @@ fn parse(
 }
 
 /// The fields that define a request: only its requester may change them.
-const INPUTS: [&str; 6] = [
+const INPUTS: [&str; 7] = [
     "prompt",
     "targetNamespace",
     "mode",
     "model",
     "conversation",
     "rollback",
+    "cluster",
 ];
 
 fn spec_field<'a>(o: Option<&'a DynamicObject>, field: &str) -> Option<&'a Value> {
@@ -809,6 +820,25 @@ async fn check_approval(
         .check(&[approve_permission(ns, plan_name)])
         .await
         .map_err(|e| format!("{e}: approving needs verb approve on aiplans.ai.kubilitics.io (the kubilitics-ai-approver ClusterRole)"))?;
+    // A member cluster's plan: verb use on that cluster here, the steps by the member's RBAC.
+    let cluster = plan
+        .and_then(|p| p.status.as_ref())
+        .and_then(|st| st.cluster.clone());
+    let there = match &cluster {
+        None => None,
+        Some(c) => {
+            authz
+                .check(&[use_cluster_permission(c)])
+                .await
+                .map_err(|e| format!("{e}: approving a plan for cluster {c} needs verb use on clusters.ai.kubilitics.io/{c}"))?;
+            let clusters = s
+                .clusters
+                .as_ref()
+                .ok_or_else(|| crate::clusters::ClusterError::Disabled(c.clone()).to_string())?;
+            let m = clusters.get(c).await.map_err(|e| e.to_string())?;
+            Some(Authorizer::new(m.client.clone(), user.clone()))
+        }
+    };
     if approving {
         let steps = plan
             .and_then(|p| p.status.as_ref())
@@ -816,10 +846,22 @@ async fn check_approval(
             .unwrap_or_default();
         for step in steps {
             let m = Mutation::from_step(&step).map_err(|e| e.to_string())?;
-            authz
+            match there
+                .as_ref()
+                .unwrap_or(&authz)
                 .check(&m.permissions())
                 .await
-                .map_err(|e| format!("approver cannot approve step `{}`: {e}", step.tool))?;
+            {
+                Ok(()) => {}
+                // The member does not answer: the operator's gate checks these rights
+                // there again before the first step, and refuses the approval if they fail.
+                Err(e) if e.is_transient() && there.is_some() => {
+                    tracing::warn!(error = %e, "member cluster unreachable at admission; the gate checks the approver's rights there");
+                }
+                Err(e) => {
+                    return Err(format!("approver cannot approve step `{}`: {e}", step.tool));
+                }
+            }
         }
     }
     Ok(())

@@ -688,6 +688,7 @@ pub async fn guarded_with(
         separation_of_duties: true,
         gitops_identities: vec![],
         cert_secret: None,
+        clusters_namespace: None,
     };
     hook_tweak(&mut cfg);
     let port = cfg.addr.port();
