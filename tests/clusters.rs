@@ -245,6 +245,12 @@ async fn a_plan_for_a_member_changes_the_member_only_with_the_same_gate() {
     .await;
     let r = wait_phase(n, "scale", "AwaitingApproval").await;
     let s = r.status.unwrap();
+    // The reviewer sees where it will run.
+    let answer = s.answer.clone().unwrap_or_default();
+    assert!(
+        answer.contains(&format!("In member cluster `{}`", cname(n))),
+        "{answer}"
+    );
     let plan = get_plan(n, s.plan_ref.as_deref().unwrap()).await;
     let ps = plan.status.clone().unwrap();
     assert_eq!(ps.cluster, Some(cname(n)));
@@ -669,16 +675,157 @@ async fn member_protected_namespaces_come_from_its_registration() {
     .await;
     member_ns(n, &["alice"]).await;
     grant_use(n, "alice").await;
-    ask_in(
-        "alice",
-        n,
-        "prot",
-        "scale deployment web to 2 replicas",
-        &cname(n),
-    )
-    .await;
-    let r = wait_phase(n, "prot", "Failed").await;
+    // `kubectl kubilitics clusters` (an admin's command) lists it and says it answers; an
+    // unusable registration is listed with its reason.
+    register(n, "broken-kubeconfig", "not: [a kubeconfig", &[]).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kubilitics"))
+        .args(["clusters", "--operator-namespace", n])
+        .env("KUBECONFIG", kubeconfig("admin"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not listed: {text}"))
+            .to_string()
+    };
+    assert!(line(&cname(n)).contains("Reachable (v1."), "{text}");
+    assert!(line("broken").contains("Invalid"), "{text}");
+    // alice asks with the plugin's --cluster (not blocking this runtime: it serves the webhook).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-kubilitics"))
+        .args(["ask", "-n", n, "--cluster", &cname(n)])
+        .arg("scale deployment web to 2 replicas")
+        .env("KUBECONFIG", kubeconfig("alice"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let created = String::from_utf8_lossy(&out.stdout);
+    let name = created
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.split('/').nth(1))
+        .unwrap()
+        .to_string();
+    let r = wait_phase(n, &name, "Failed").await;
+    assert_eq!(r.spec.cluster, Some(cname(n)));
     let answer = r.status.unwrap().answer.unwrap_or_default();
     assert!(answer.contains("protected"), "{answer}");
     assert_eq!(replicas_in(member_client("admin").await, n).await, 1);
+}
+
+#[tokio::test]
+async fn the_mcp_server_with_cluster_reads_and_plans_in_the_member_as_the_caller() {
+    use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+    let _m = member_lock().read().await;
+    let (ns, _g, _c) = setup("mc-mcp").await;
+    let n = &ns.name;
+    register(
+        n,
+        &format!("{}-kubeconfig", cname(n)),
+        &member_kubeconfig(),
+        &[],
+    )
+    .await;
+    // Only the member has `web` (with 1 replica): what the tools see comes from there.
+    member_ns(n, &["alice"]).await;
+    grant_use(n, "alice").await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
+    cmd.args(["mcp", "--cluster", &cname(n)])
+        .env("KUBECONFIG", kubeconfig("alice"))
+        .env("RUST_LOG", "error");
+    let mcp = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let args = |v: serde_json::Value| v.as_object().cloned().unwrap();
+    let text =
+        |r: &rmcp::model::CallToolResult| serde_json::to_value(&r.content).unwrap().to_string();
+    let pods = mcp
+        .call_tool(
+            CallToolRequestParams::new("k8s_list_pods")
+                .with_arguments(args(serde_json::json!({"namespace": n}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pods.is_error, Some(false), "{}", text(&pods));
+    assert!(text(&pods).contains("web-"), "{}", text(&pods));
+    let scale = mcp
+        .call_tool(
+            CallToolRequestParams::new("k8s_scale_deployment").with_arguments(args(
+                serde_json::json!({"namespace": n, "name": "web", "replicas": 2}),
+            )),
+        )
+        .await
+        .unwrap();
+    assert!(
+        text(&scale).contains("Nothing has changed"),
+        "{}",
+        text(&scale)
+    );
+    // Both went through the operator as alice, for the member.
+    let reqs = Api::<AIRequest>::namespaced(client("admin").await, n)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs.iter().all(|r| r.spec.cluster == Some(cname(n))));
+    assert_eq!(replicas_in(member_client("admin").await, n).await, 1);
+    mcp.cancel().await.unwrap();
+}
+
+/// The operator's gate alone holds the member's RBAC: while the member is down, admission cannot
+/// ask it and admits the approval; when it is back, the gate asks it and refuses.
+#[tokio::test]
+async fn the_gate_checks_the_approver_in_the_member_when_admission_could_not() {
+    let _m = member_lock().write().await;
+    let (ns, _g, _c) = setup("mc-gate").await;
+    let n = &ns.name;
+    register(
+        n,
+        &format!("{}-kubeconfig", cname(n)),
+        &member_kubeconfig(),
+        &[],
+    )
+    .await;
+    let before = member_ns(n, &["alice"]).await; // bob: nothing in the member
+    bind(n, "bob", "edit"); // ... but edit here, which must not count there
+    grant_use(n, "alice").await;
+    grant_use(n, "bob").await;
+    ask_in("alice", n, "restart", "restart deployment web", &cname(n)).await;
+    let r = wait_phase(n, "restart", "AwaitingApproval").await;
+    let s = r.status.unwrap();
+    let (plan_name, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
+    let stop = std::process::Command::new(member_dir().join("stop-apiserver.sh"))
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    let restarted = Restart;
+    approve("bob", n, &plan_name, &id)
+        .await
+        .expect("admitted: the member cannot be asked");
+    wait_for("ClusterUnavailable", Duration::from_secs(60), || async {
+        condition_of(n, "restart", "ClusterUnavailable")
+            .await
+            .is_some()
+    })
+    .await;
+    drop(restarted);
+    wait_for("the gate's refusal", Duration::from_secs(60), || async {
+        events(n, &plan_name, "ApprovalMismatch")
+            .await
+            .iter()
+            .any(|e| {
+                e.note
+                    .as_deref()
+                    .is_some_and(|t| t.contains("the approver cannot approve this plan"))
+            })
+    })
+    .await;
+    let after = Api::<Deployment>::namespaced(member_client("admin").await, n)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+    assert_eq!(plan_phase(n, &plan_name).await, "AwaitingApproval");
 }

@@ -66,6 +66,8 @@ pub fn not_planned(answer: &str, msg: &str) -> String {
 pub struct PlanView<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
+    /// The member cluster the steps act in (`None`: this one).
+    pub cluster: Option<&'a str>,
     pub id: &'a str,
     pub risk: Risk,
     /// The steps' reasons, joined.
@@ -93,6 +95,11 @@ pub fn approval_required(p: &PlanView<'_>) -> String {
         "⏸️ **Approval required**: {}.\n\n### Plan `{name}` — risk **{risk:?}**, plan id `{id}`\n\n",
         p.summary.replace('`', "")
     );
+    if let Some(c) = p.cluster {
+        answer.push_str(&format!(
+            "**In member cluster `{c}`** (its own RBAC; the plan id covers the cluster).\n\n"
+        ));
+    }
     for (i, s) in p.steps.iter().enumerate() {
         answer.push_str(&format!(
             "{}. {} — in namespace `{}` (risk {:?})\n   - preview (server-side dry run):\n{}\n   - rollback: `{}`\n",

@@ -725,6 +725,7 @@ async fn propose(
     let answer = answer::approval_required(&PlanView {
         name: &plan_name,
         namespace: &ns,
+        cluster: place.cluster(),
         id: &id,
         risk: d.risk,
         summary: &plan_summary,

@@ -489,6 +489,13 @@ fn show(style: &Style, p: &AIPlan) {
         s.risk.unwrap_or_default(),
         style.bold(s.plan_id.as_deref().unwrap_or("-"))
     );
+    if let Some(c) = &s.cluster {
+        println!(
+            "{} {}: its steps act in that member cluster",
+            style.bold("cluster"),
+            style.bold(c)
+        );
+    }
     if let Some(t) = &s.expires_at {
         println!("expires {}", t.0);
     }
