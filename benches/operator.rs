@@ -441,6 +441,7 @@ fn report(rows: &[Row]) -> anyhow::Result<()> {
     }
     md.push_str("\n![latency vs N](latency.png)\n");
     println!("\n{md}");
+    readme_summary(rows)?;
     let dir = repo().join("docs/bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("results.md"), &md)?;
@@ -893,4 +894,56 @@ async fn run_size(client: &Client, kubeconfig: &Path, bin: &Path, n: usize) -> a
         startup_ms,
         restart_ready_ms,
     })
+}
+
+/// The README's benchmark table (between its `bench:begin`/`bench:end` markers), written from
+/// this run's rows: figures in the README come from the program that measured them.
+fn readme_summary(rows: &[Row]) -> anyhow::Result<()> {
+    const BEGIN: &str = "<!-- bench:begin (written by `make bench`) -->\n";
+    const END: &str = "<!-- bench:end -->";
+    let mut t = String::from(
+        "| N | planned/s (share of API capacity) | executed/s (share) | paced create→plan p50/p99 | paced approval→first step p50/p99 | object writes + Events per request | RSS | restart to ready |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {:.1} ({:.0}%) | {:.1} ({:.0}%) | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} + {:.0} | {:.1} MiB | {:.0} ms |\n",
+            r.n,
+            r.planned_per_s,
+            r.plan_ratio * 100.0,
+            r.executed_per_s,
+            r.exec_ratio * 100.0,
+            r.paced_plan[0],
+            r.paced_plan[2],
+            r.paced_step[0],
+            r.paced_step[2],
+            r.per_req.object_writes,
+            r.per_req.events,
+            r.rss,
+            r.restart_ready_ms,
+        ));
+    }
+    let lat = |f: fn(&Row) -> f64| {
+        let v: Vec<f64> = rows.iter().map(f).collect();
+        (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    let (lo, hi) = lat(|r| r.api_lat_p50);
+    if let Some(r) = rows.first() {
+        t.push_str(&format!(
+            "\nThe API server's own create → watch latency was {lo:.1}–{hi:.1} ms; a single-step request needs \
+             {:.0} AIRequest/AIPlan writes, {:.0} Events, {:.0} dry run and the mutation.\n",
+            r.per_req.object_writes, r.per_req.events, r.per_req.dry_runs
+        ));
+    }
+    let path = repo().join("README.md");
+    let readme = std::fs::read_to_string(&path)?;
+    let (Some(a), Some(b)) = (readme.find(BEGIN), readme.find(END)) else {
+        anyhow::bail!("README.md has no bench:begin/bench:end markers");
+    };
+    let out = format!("{}{BEGIN}{t}{}", &readme[..a], &readme[b..]);
+    std::fs::write(&path, out)?;
+    println!("README.md: benchmark table updated");
+    Ok(())
 }

@@ -83,6 +83,17 @@ async fn register(ns: &str, secret: &str, kubeconfig: &str, annotations: &[(&str
         .unwrap();
 }
 
+/// Registers the member under the test's cluster name, with its admin's inline kubeconfig.
+async fn register_member(n: &str) {
+    register(
+        n,
+        &format!("{}-kubeconfig", cname(n)),
+        &member_kubeconfig(),
+        &[],
+    )
+    .await;
+}
+
 fn member_kubeconfig() -> String {
     std::fs::read_to_string(member_dir().join("kubeconfig/admin-inline.kubeconfig")).unwrap()
 }
@@ -223,13 +234,7 @@ async fn a_plan_for_a_member_changes_the_member_only_with_the_same_gate() {
     let _m = member_lock().read().await;
     let (ns, _g, _c) = setup("mc-scale").await;
     let n = &ns.name;
-    register(
-        n,
-        &format!("{}-kubeconfig", cname(n)),
-        &member_kubeconfig(),
-        &[],
-    )
-    .await;
+    register_member(n).await;
     let here = deployment(n, "web", 1).await;
     let there = member_ns(n, &["alice", "bob"]).await;
     bind(n, "bob", "edit"); // bob's rights here must not be what counts there
@@ -392,13 +397,7 @@ async fn without_use_or_without_rights_in_the_member_alice_is_refused() {
     let _m = member_lock().read().await;
     let (ns, _g, _c) = setup("mc-refuse").await;
     let n = &ns.name;
-    register(
-        n,
-        &format!("{}-kubeconfig", cname(n)),
-        &member_kubeconfig(),
-        &[],
-    )
-    .await;
+    register_member(n).await;
     member_ns(n, &[]).await;
     // No `use` on the cluster: refused before anything is read there.
     ask_in(
@@ -451,33 +450,38 @@ async fn without_use_or_without_rights_in_the_member_alice_is_refused() {
     assert_eq!(replicas_in(member_client("admin").await, n).await, 1);
 }
 
-#[tokio::test]
-async fn a_member_down_during_execution_waits_then_runs_exactly_once() {
-    let _m = member_lock().write().await;
-    let (ns, _g, _c) = setup("mc-down").await;
-    let n = &ns.name;
-    register(
-        n,
-        &format!("{}-kubeconfig", cname(n)),
-        &member_kubeconfig(),
-        &[],
-    )
-    .await;
-    let before = member_ns(n, &["alice", "bob"]).await;
+/// A registered member (`users` with edit there, alice and bob with `use`), and alice's
+/// "restart deployment web" for it, awaiting approval: the Deployment there, plan name and id.
+async fn restart_awaiting(n: &str, users: &[&str]) -> (Deployment, String, String) {
+    register_member(n).await;
+    let before = member_ns(n, users).await;
     grant_use(n, "alice").await;
     grant_use(n, "bob").await;
     ask_in("alice", n, "restart", "restart deployment web", &cname(n)).await;
     let r = wait_phase(n, "restart", "AwaitingApproval").await;
     let s = r.status.unwrap();
-    let (plan_name, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
+    (before, s.plan_ref.unwrap(), s.plan_id.unwrap())
+}
 
-    // The member's API server goes away; the approval is admitted (the gate checks bob's
-    // rights there before the first step), and the request says what it waits for.
+/// Stops the member's API server until the returned guard is dropped.
+fn member_down() -> Restart {
     let stop = std::process::Command::new(member_dir().join("stop-apiserver.sh"))
         .output()
         .unwrap();
     assert!(stop.status.success(), "{stop:?}");
-    let restarted = Restart;
+    Restart
+}
+
+#[tokio::test]
+async fn a_member_down_during_execution_waits_then_runs_exactly_once() {
+    let _m = member_lock().write().await;
+    let (ns, _g, _c) = setup("mc-down").await;
+    let n = &ns.name;
+    let (before, plan_name, id) = restart_awaiting(n, &["alice", "bob"]).await;
+
+    // The member's API server goes away; the approval is admitted (the gate checks bob's
+    // rights there before the first step), and the request says what it waits for.
+    let restarted = member_down();
     approve("bob", n, &plan_name, &id).await.unwrap();
     let api = Api::<AIRequest>::namespaced(client("admin").await, n);
     wait_for("ClusterUnavailable", Duration::from_secs(60), || async {
@@ -598,13 +602,7 @@ async fn unusable_or_removed_registrations_fail_requests_clearly() {
         .delete("evil", &Default::default())
         .await
         .unwrap();
-    register(
-        n,
-        &format!("{}-kubeconfig", cname(n)),
-        &member_kubeconfig(),
-        &[],
-    )
-    .await;
+    register_member(n).await;
     grant_use(n, "bob").await;
     ask_in(
         "alice",
@@ -722,13 +720,7 @@ async fn the_mcp_server_with_cluster_reads_and_plans_in_the_member_as_the_caller
     let _m = member_lock().read().await;
     let (ns, _g, _c) = setup("mc-mcp").await;
     let n = &ns.name;
-    register(
-        n,
-        &format!("{}-kubeconfig", cname(n)),
-        &member_kubeconfig(),
-        &[],
-    )
-    .await;
+    register_member(n).await;
     // Only the member has `web` (with 1 replica): what the tools see comes from there.
     member_ns(n, &["alice"]).await;
     grant_use(n, "alice").await;
@@ -781,26 +773,10 @@ async fn the_gate_checks_the_approver_in_the_member_when_admission_could_not() {
     let _m = member_lock().write().await;
     let (ns, _g, _c) = setup("mc-gate").await;
     let n = &ns.name;
-    register(
-        n,
-        &format!("{}-kubeconfig", cname(n)),
-        &member_kubeconfig(),
-        &[],
-    )
-    .await;
-    let before = member_ns(n, &["alice"]).await; // bob: nothing in the member
-    bind(n, "bob", "edit"); // ... but edit here, which must not count there
-    grant_use(n, "alice").await;
-    grant_use(n, "bob").await;
-    ask_in("alice", n, "restart", "restart deployment web", &cname(n)).await;
-    let r = wait_phase(n, "restart", "AwaitingApproval").await;
-    let s = r.status.unwrap();
-    let (plan_name, id) = (s.plan_ref.unwrap(), s.plan_id.unwrap());
-    let stop = std::process::Command::new(member_dir().join("stop-apiserver.sh"))
-        .output()
-        .unwrap();
-    assert!(stop.status.success(), "{stop:?}");
-    let restarted = Restart;
+    bind(n, "bob", "edit"); // edit here, which must not count in the member
+    // bob: nothing in the member.
+    let (before, plan_name, id) = restart_awaiting(n, &["alice"]).await;
+    let restarted = member_down();
     approve("bob", n, &plan_name, &id)
         .await
         .expect("admitted: the member cannot be asked");
