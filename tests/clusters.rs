@@ -723,6 +723,21 @@ async fn the_mcp_server_with_cluster_reads_and_plans_in_the_member_as_the_caller
     register_member(n).await;
     // Only the member has `web` (with 1 replica): what the tools see comes from there.
     member_ns(n, &["alice"]).await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(member_client("admin").await, n);
+    wait_for(
+        "web's pod in the member",
+        Duration::from_secs(30),
+        || async {
+            !pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        },
+    )
+    .await;
     grant_use(n, "alice").await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubilitics-ai"));
     cmd.args(["mcp", "--cluster", &cname(n)])
