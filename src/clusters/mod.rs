@@ -76,14 +76,6 @@ impl ClusterError {
     }
 }
 
-/// A registered cluster as listed (no client built).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registered {
-    pub name: String,
-    pub secret: String,
-    pub server: Option<String>,
-}
-
 /// Built members by cluster name, with the resourceVersion of the Secret each came from.
 type Built = Arc<Mutex<HashMap<String, (String, Arc<Member>)>>>;
 
@@ -131,25 +123,6 @@ impl Clusters {
                 self.namespace
             ))),
         }
-    }
-
-    /// The registered clusters, by name.
-    pub async fn list(&self) -> Result<Vec<Registered>, ClusterError> {
-        self.ready().await?;
-        let mut out: Vec<Registered> = self
-            .store
-            .state()
-            .iter()
-            .map(|s| Registered {
-                name: cluster_name(s),
-                secret: format!("{}/{}", self.namespace, s.name_any()),
-                server: kubeconfig_text(s)
-                    .and_then(|t| Kubeconfig::from_yaml(&t).ok())
-                    .and_then(|k| server_of(&k)),
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
     }
 
     /// The member `name`, its client built on first use (again when its Secret changed).
